@@ -210,7 +210,7 @@ approval_reason contains "unresolved_paths" if count(unresolved_paths) > 0
 approval_reason contains "sensitive_paths" if count(sensitive_paths) > 0
 
 # ---------------------------------------------------------------------------------------------
-# Ordered evaluation
+# Ordered evaluation and enforcement modes
 # ---------------------------------------------------------------------------------------------
 
 checks := [
@@ -222,48 +222,82 @@ checks := [
 	{"rule": "sinks.allowed", "ok": sinks_allowed, "code": "sink_not_allowed"},
 ]
 
+# Hard denies hold in every mode: a malformed input, an untrusted module and an exhausted budget
+# are never downgraded by monitor/warn.
+hard_codes := {"invalid_input", "untrusted_digest", "budget_exhausted"}
+
+configured_modes contains m if {
+	m := data.modes.principals[input.principal]
+}
+
+configured_modes contains m if {
+	m := data.modes.actions[input.action.id]
+}
+
+# The stricter of the principal's and the action's mode; an unknown value counts as `enforce`
+# (fail closed); nothing configured means `enforce`.
+mode_ranks := {object.get(mode_rank, m, 2) | some m in configured_modes}
+
+enforcement_mode := mode_by_rank[max(mode_ranks)] if {
+	count(mode_ranks) > 0
+} else := "enforce"
+
 failed_indexes := {i | some i; checks[i].ok == false}
 
-first_failure := min(failed_indexes) if count(failed_indexes) > 0
+blocks(i) if checks[i].code in hard_codes
 
-denied if first_failure
+blocks(_) if enforcement_mode == "enforce"
 
-passed_rules := [checks[i].rule | some i; checks[i]; not failed_before(i)]
+blocking_indexes := {i | some i in failed_indexes; blocks(i)}
 
-failed_before(i) if {
-	some j in failed_indexes
+denied if count(blocking_indexes) > 0
+
+deny_reason_code := checks[min(blocking_indexes)].code
+
+# In monitor/warn, the first failing soft check is recorded instead of denying.
+would_deny_reason_code := checks[min(failed_indexes)].code if {
+	not denied
+	count(failed_indexes) > 0
+}
+
+blocked_at_or_before(i) if {
+	some j in blocking_indexes
 	j <= i
 }
 
-deny_reason_code := checks[first_failure].code
+trail_label(i) := checks[i].rule if checks[i].ok == true
 
-principal_text := input.principal if is_string(input.principal)
+trail_label(i) := concat(".", ["would_deny", checks[i].code]) if checks[i].ok == false
 
-else := "?"
+rule_trail := [trail_label(i) | some i; checks[i]; not blocked_at_or_before(i)]
 
-action_text := input.action.id if is_string(input.action.id)
+principal_text := input.principal if {
+	is_string(input.principal)
+} else := "?"
 
-else := "?"
+action_text := input.action.id if {
+	is_string(input.action.id)
+} else := "?"
 
-# Human text for the first failing check (the codes are exclusive, so one definition applies).
-deny_reason := "policy input is malformed" if deny_reason_code == "invalid_input"
+# Human text for a check's code (the codes are exclusive, so one definition applies).
+reason_for(code) := "policy input is malformed" if code == "invalid_input"
 
-deny_reason := concat("", ["module digest of action '", action_text, "' is not trusted"]) if {
-	deny_reason_code == "untrusted_digest"
+reason_for(code) := concat("", ["module digest of action '", action_text, "' is not trusted"]) if {
+	code == "untrusted_digest"
 }
 
-deny_reason := concat("", ["action '", action_text, "' not in ACL for principal '", principal_text, "'"]) if {
-	deny_reason_code == "not_in_acl"
+reason_for(code) := concat("", ["action '", action_text, "' not in ACL for principal '", principal_text, "'"]) if {
+	code == "not_in_acl"
 }
 
-deny_reason := concat("", ["lease is missing scopes: ", concat(", ", sort(missing_scopes))]) if {
-	deny_reason_code == "missing_scope"
+reason_for(code) := concat("", ["lease is missing scopes: ", concat(", ", sort(missing_scopes))]) if {
+	code == "missing_scope"
 }
 
-deny_reason := "call budget exhausted" if deny_reason_code == "budget_exhausted"
+reason_for(code) := "call budget exhausted" if code == "budget_exhausted"
 
-deny_reason := concat("", ["sinks not allowed for principal '", principal_text, "': ", concat(", ", sort(denied_sinks))]) if {
-	deny_reason_code == "sink_not_allowed"
+reason_for(code) := concat("", ["sinks not allowed for principal '", principal_text, "': ", concat(", ", sort(denied_sinks))]) if {
+	code == "sink_not_allowed"
 }
 
 default requires_approval := false
@@ -297,10 +331,10 @@ terminal_rule := concat(".", ["deny", deny_reason_code]) if {
 	requires_approval
 } else := "allow"
 
-matched_rules := array.concat(array.concat(passed_rules, approval_rules), [terminal_rule])
+matched_rules := array.concat(array.concat(rule_trail, approval_rules), [terminal_rule])
 
 # ---------------------------------------------------------------------------------------------
-# Budgets, sinks, modes, version
+# Budgets, sinks, version, risk
 # ---------------------------------------------------------------------------------------------
 
 budgets_after := {"remaining_calls": input.budget.remaining_calls - input.budget.cost} if {
@@ -310,32 +344,18 @@ budgets_after := {"remaining_calls": input.budget.remaining_calls - input.budget
 	valid_budget
 } else := {"remaining_calls": null}
 
-approved_sinks := sort(effective_sinks) if not denied
+approved_sinks := sort(effective_sinks) if {
+	not denied
+} else := []
 
-else := []
+policy_version := data.policy_version if {
+	is_string(data.policy_version)
+	data.policy_version != ""
+} else := "unset"
 
-configured_modes contains m if {
-	m := data.modes.principals[input.principal]
-}
-
-configured_modes contains m if {
-	m := data.modes.actions[input.action.id]
-}
-
-# An unknown mode value counts as `enforce` (fail closed); no configured mode means `enforce`.
-mode_ranks := {object.get(mode_rank, m, 2) | some m in configured_modes}
-
-enforcement_mode := mode_by_rank[max(mode_ranks)] if count(mode_ranks) > 0
-
-else := "enforce"
-
-policy_version := data.policy_version if is_string(data.policy_version)
-
-else := "unset"
-
-risk_level := effective_risk if effective_risk in risk_levels
-
-else := "critical"
+risk_level := effective_risk if {
+	effective_risk in risk_levels
+} else := "critical"
 
 # ---------------------------------------------------------------------------------------------
 # The entrypoint
@@ -347,6 +367,8 @@ default decision := {
 	"requires_approval": false,
 	"deny_reason_code": "invalid_input",
 	"deny_reason": "policy could not evaluate the input",
+	"would_deny_reason_code": null,
+	"would_deny_reason": null,
 	"approval_reasons": [],
 	"budgets_after": {"remaining_calls": null},
 	"approved_sinks": [],
@@ -361,6 +383,8 @@ decision := {
 	"requires_approval": requires_approval,
 	"deny_reason_code": deny_code_out,
 	"deny_reason": deny_reason_out,
+	"would_deny_reason_code": would_deny_code_out,
+	"would_deny_reason": would_deny_reason_out,
 	"approval_reasons": approval_reasons_out,
 	"budgets_after": budgets_after,
 	"approved_sinks": approved_sinks,
@@ -370,14 +394,22 @@ decision := {
 	"risk_level": risk_level,
 }
 
-approval_reasons_out := approval_reasons if requires_approval
+approval_reasons_out := approval_reasons if {
+	requires_approval
+} else := []
 
-else := []
+deny_code_out := deny_reason_code if {
+	denied
+} else := null
 
-deny_code_out := deny_reason_code if denied
+deny_reason_out := reason_for(deny_reason_code) if {
+	denied
+} else := null
 
-else := null
+would_deny_code_out := would_deny_reason_code if {
+	not denied
+} else := null
 
-deny_reason_out := deny_reason if denied
-
-else := null
+would_deny_reason_out := reason_for(would_deny_reason_code) if {
+	not denied
+} else := null

@@ -55,6 +55,8 @@ decide(inp, d) := r if {
 }
 
 denied_with(d, code) if {
+	d.would_deny_reason_code == null
+	d.would_deny_reason == null
 	d.allow == false
 	d.requires_approval == false
 	d.deny_reason_code == code
@@ -72,6 +74,7 @@ held_for(d, reasons) if {
 }
 
 allowed(d) if {
+	d.would_deny_reason_code == null
 	d.allow == true
 	d.requires_approval == false
 	d.deny_reason_code == null
@@ -342,6 +345,11 @@ test_learned_wildcard_needs_label_boundary if {
 	held_for(decide(with_input({"egress": {"unresolved_domains": ["evilexample.com"]}}), d), ["unresolved_domains"])
 }
 
+test_learned_wildcard_does_not_cover_bare_suffix if {
+	d := with_data({"learned_domains": [{"domain": "*.example.com", "action_id": "http_fetch", "source": "cli", "added_at": "2026-01-01T00:00:00Z"}]})
+	held_for(decide(with_input({"egress": {"unresolved_domains": [".example.com"]}}), d), ["unresolved_domains"])
+}
+
 test_hold_unresolved_path if {
 	held_for(decide(with_input({"egress": {"unresolved_paths": ["/data/x"]}}), base_data), ["unresolved_paths"])
 }
@@ -420,10 +428,62 @@ test_mode_unknown_value_is_enforce if {
 	decide(base_input, with_data({"modes": {"principals": {"agent-1": "off"}, "actions": {}}})).enforcement_mode == "enforce"
 }
 
-test_mode_does_not_change_the_verdict if {
-	d := decide(with_input({"principal": "agent-9"}), with_data({"modes": {"principals": {"agent-9": "monitor"}, "actions": {}}}))
-	denied_with(d, "not_in_acl")
-	d.enforcement_mode == "monitor"
+monitor_for(principal) := with_data({"modes": {"principals": {principal: "monitor"}, "actions": {}}})
+
+test_monitor_downgrades_acl_deny if {
+	d := decide(with_input({"principal": "agent-9"}), monitor_for("agent-9"))
+	d.allow == true
+	d.deny_reason_code == null
+	d.would_deny_reason_code == "not_in_acl"
+	d.would_deny_reason == "action 'http_fetch' not in ACL for principal 'agent-9'"
+	d.matched_rules == [
+		"input.valid", "trust.digest_trusted", "would_deny.not_in_acl", "scopes.satisfied",
+		"budget.available", "would_deny.sink_not_allowed", "approval.not_required", "allow",
+	]
+	d.approved_sinks == ["http_read"]
+}
+
+test_warn_downgrades_missing_scope if {
+	d := decide(with_input({"scopes": []}), with_data({"modes": {"principals": {}, "actions": {"http_fetch": "warn"}}}))
+	d.allow == true
+	d.enforcement_mode == "warn"
+	d.would_deny_reason_code == "missing_scope"
+}
+
+test_monitor_never_downgrades_untrusted_digest if {
+	denied_with(decide(with_action({"digest_trusted": false}), monitor_for("agent-1")), "untrusted_digest")
+}
+
+test_monitor_never_downgrades_budget_after_soft_failure if {
+	d := decide(with_input({"principal": "agent-9", "budget": {"exhausted": true, "remaining_calls": 0, "cost": 1}}), monitor_for("agent-9"))
+	denied_with(d, "budget_exhausted")
+	d.matched_rules == ["input.valid", "trust.digest_trusted", "would_deny.not_in_acl", "scopes.satisfied", "deny.budget_exhausted"]
+}
+
+test_monitor_never_downgrades_invalid_input if {
+	inp := object.remove(base_input, ["egress"])
+	denied_with(decide(inp, monitor_for("agent-1")), "invalid_input")
+}
+
+test_monitor_downgrade_still_holds_high_risk if {
+	inp := with_input({"principal": "agent-9", "action": object.union(base_action, {"risk_level": "high"})})
+	d := decide(inp, monitor_for("agent-9"))
+	d.requires_approval == true
+	d.allow == false
+	d.approval_reasons == ["risk_high"]
+	d.would_deny_reason_code == "not_in_acl"
+}
+
+test_monitor_downgraded_sink_is_approved if {
+	d := decide(with_input({"requested_sinks": ["email_send"]}), monitor_for("agent-1"))
+	d.allow == true
+	d.would_deny_reason_code == "sink_not_allowed"
+	d.approved_sinks == ["email_send", "http_read"]
+}
+
+test_action_enforce_overrides_principal_monitor if {
+	d := with_data({"modes": {"principals": {"agent-9": "monitor"}, "actions": {"http_fetch": "enforce"}}})
+	denied_with(decide(with_input({"principal": "agent-9"}), d), "not_in_acl")
 }
 
 # --- version -----------------------------------------------------------------------------------
