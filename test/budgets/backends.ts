@@ -1,0 +1,96 @@
+// Budget store backends for the table-driven tests: each opens any number of independent store
+// instances (separate Redis clients / separate SQLite connections) over one shared storage.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
+import type { Clock } from '../../src/contracts.ts';
+import { RedisBudgetStore, SqliteBudgetStore, type BudgetStore } from '../../src/budgets/index.ts';
+import { serviceSkipReason, startRedis, type RedisServer } from '../helpers/services.ts';
+
+/** A clock the test moves by hand. Starts at a whole minute so window arithmetic is easy to read. */
+export class ManualClock implements Clock {
+  t: number;
+  constructor(start = Math.floor(Date.now() / 60_000) * 60_000 + 60_000) { this.t = start; }
+  now(): number { return this.t; }
+  advance(ms: number): void { this.t += ms; }
+}
+
+export interface BudgetBackend {
+  /** A new store instance with its own connection, over the shared storage. */
+  open(clock: Clock): Promise<BudgetStore>;
+  /** Overwrites a stored principal budget with garbage (to test fail-closed parsing). */
+  corruptConfig(principal: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Fail-fast client options: no offline queue, short timeouts, quick reconnects. */
+export async function fastRedisClient(server: RedisServer): Promise<Redis> {
+  const client = new Redis({
+    path: server.socketPath,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1000,
+    connectTimeout: 1000,
+    retryStrategy: () => 50,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+/** Resolves when the client is ready again (after a server restart). */
+export async function ready(client: Redis): Promise<void> {
+  if (client.status !== 'ready') await once(client, 'ready');
+}
+
+async function redisBackend(): Promise<BudgetBackend> {
+  const server = await startRedis();
+  const clients: Redis[] = [];
+  return {
+    async open(clock) {
+      const c = await fastRedisClient(server);
+      clients.push(c);
+      return new RedisBudgetStore(c, { clock, timeoutMs: 1500 });
+    },
+    async corruptConfig(principal) {
+      await clients[0]!.set(`portcullis:budget:principal:${principal}`, '{not json');
+    },
+    async close() {
+      for (const c of clients) c.disconnect();
+      await server.stop();
+    },
+  };
+}
+
+async function sqliteBackend(): Promise<BudgetBackend> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-'));
+  const file = join(dir, 'state.db');
+  const dbs: Database.Database[] = [];
+  const connect = () => {
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    dbs.push(db);
+    return db;
+  };
+  return {
+    async open(clock) {
+      return new SqliteBudgetStore(connect(), { clock });
+    },
+    async corruptConfig(principal) {
+      connect().prepare('UPDATE budget_principals SET config = ? WHERE principal = ?').run('{not json', principal);
+    },
+    async close() {
+      for (const db of dbs) db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const BACKENDS: { name: string; skip: string | undefined; make: () => Promise<BudgetBackend> }[] = [
+  { name: 'redis', skip: serviceSkipReason('redis'), make: redisBackend },
+  { name: 'sqlite', skip: undefined, make: sqliteBackend },
+];

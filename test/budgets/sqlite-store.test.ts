@@ -1,0 +1,65 @@
+// SQLite-only budget behaviour: lease expiry on the injected clock, and exactness across separate
+// OS processes writing one database file (real lock contention, BEGIN IMMEDIATE + busy timeout).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
+import { GateError } from '../../src/errors.ts';
+import { SqliteBudgetStore } from '../../src/budgets/index.ts';
+import { ManualClock } from './backends.ts';
+
+function tempDb(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'state.db');
+}
+
+test('lease counter expires with the lease: a budgeted session is then budget_session_not_found', async (t) => {
+  const db = new Database(tempDb(t));
+  t.after(() => db.close());
+  const clock = new ManualClock();
+  const store = new SqliteBudgetStore(db, { clock });
+  const lease = { max_calls: 5 };
+  await store.initSession('ses_exp', lease, 60);
+  await store.debit({ sessionId: 'ses_exp', principal: 'p', actionId: 'a', lease });
+  clock.advance(60_000);
+  await assert.rejects(store.debit({ sessionId: 'ses_exp', principal: 'p', actionId: 'a', lease }),
+    (e: unknown) => e instanceof GateError && e.code === 'budget_session_not_found');
+  // An expired session id may be initialised again (fresh counter).
+  await store.initSession('ses_exp', lease, 60);
+  assert.equal((await store.debit({ sessionId: 'ses_exp', principal: 'p', actionId: 'a', lease })).remaining_calls, 4);
+});
+
+test('a closed database is budget_store_unavailable, never an allow', async (t) => {
+  const db = new Database(tempDb(t));
+  const store = new SqliteBudgetStore(db);
+  db.close();
+  await assert.rejects(store.debit({ sessionId: 's', principal: 'p', actionId: 'a', lease: undefined }),
+    (e: unknown) => e instanceof GateError && e.code === 'budget_store_unavailable');
+  assert.equal(await store.ping(), false);
+});
+
+test('race across 5 OS processes on one file: 100 debits against max_calls 37 -> exactly 37 succeed', async (t) => {
+  const file = tempDb(t);
+  const setup = new Database(file);
+  setup.pragma('journal_mode = WAL');
+  const store = new SqliteBudgetStore(setup);
+  await store.initSession('ses_proc', { max_calls: 37 }, 600);
+  setup.close();
+  const worker = new URL('./fixtures/sqlite-debit-worker.ts', import.meta.url).pathname;
+  const children = Array.from({ length: 5 }, () => spawn(process.execPath, ['--import', 'tsx', worker, file, 'ses_proc', 'p', '20'],
+    { stdio: ['pipe', 'pipe', 'inherit'] }));
+  t.after(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
+  const lines = children.map((c) => createInterface({ input: c.stdout! })[Symbol.asyncIterator]());
+  for (const it of lines) assert.equal((await it.next()).value, 'ready');
+  for (const c of children) c.stdin!.write('go\n');
+  const tallies = await Promise.all(lines.map(async (it) => JSON.parse((await it.next()).value as string) as Record<string, number>));
+  const sum = (k: string) => tallies.reduce((n, x) => n + (x[k] ?? 0), 0);
+  assert.equal(sum('ok'), 37);
+  assert.equal(sum('budget_exhausted'), 63);
+  assert.equal(sum('budget_store_unavailable') + sum('unexpected'), 0);
+});
