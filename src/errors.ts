@@ -17,7 +17,6 @@ export const ERROR_STATUS = {
   invalid_dpop: 401,
   replay_detected: 401,
   use_dpop_nonce: 401,
-  invalid_operator_credential: 401,
   // 403
   identity_denied: 403,
   policy_denied: 403,

@@ -68,7 +68,7 @@ export async function startRedis(): Promise<RedisServer> {
   let proc: ChildProcess | undefined;
   const launch = async () => {
     proc = spawn(bin, ['--port', '0', '--unixsocket', socketPath, '--unixsocketperm', '700', '--dir', dir,
-      '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
+      '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
     const p = proc;
     let exited = false;
     p.once('exit', () => { exited = true; });

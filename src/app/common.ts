@@ -1,0 +1,57 @@
+// What both sockets share: the error handler (GateError -> contract body; anything else -> 500
+// internal_error logged with the trace id), trace ids, the body size limit, JSON body parsing.
+import type { Context, Hono, MiddlewareHandler } from 'hono';
+import { v7 as uuidv7 } from 'uuid';
+import { GateError, errorBody, toGateError } from '../errors.ts';
+import type { GateEnv } from '../http/env.ts';
+import { publish } from '../observe.ts';
+
+export function newId(prefix: string): string {
+  return `${prefix}_${uuidv7()}`;
+}
+
+/** Transport-level request body limit (contract: 1 MB -> 413). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export function traceIds(): MiddlewareHandler<GateEnv> {
+  return async (c, next) => {
+    c.set('traceId', newId('trc'));
+    await next();
+  };
+}
+
+export function installErrorHandler(app: Hono<GateEnv>, socket: 'client' | 'admin', nonce?: () => string | undefined): void {
+  app.onError((err, c) => {
+    const ge = toGateError(err);
+    if (ge.status >= 500) {
+      publish('error', { trace_id: c.get('traceId'), socket, code: ge.code, path: c.req.path, message: ge.message, cause: ge.cause ?? (err instanceof GateError ? undefined : err) });
+    }
+    if (ge.status === 401) {
+      publish('auth_rejected', { socket, code: ge.code });
+      c.header('WWW-Authenticate', `DPoP algs="ES256", error="${ge.code === 'use_dpop_nonce' ? 'use_dpop_nonce' : 'invalid_token'}"`);
+    }
+    const n = nonce?.();
+    if (n) c.header('DPoP-Nonce', n);
+    return c.json(errorBody(ge), ge.status as 400);
+  });
+  app.notFound((c) => c.json({ error: 'not_found' }, 404));
+}
+
+/** Reads a JSON object body with a byte cap; bad JSON -> 400 invalid_request; too big -> 413. */
+export async function readJsonBody(c: Context<GateEnv>, maxBytes = MAX_BODY_BYTES, opts: { optional?: boolean } = {}): Promise<unknown> {
+  const len = c.req.header('content-length');
+  if (len !== undefined && Number(len) > maxBytes) throw new GateError('payload_too_large');
+  const buf = await c.req.arrayBuffer();
+  if (buf.byteLength > maxBytes) throw new GateError('payload_too_large');
+  if (buf.byteLength === 0) {
+    if (opts.optional) return undefined;
+    throw new GateError('invalid_request', 'empty body');
+  }
+  const ct = c.req.header('content-type');
+  if (ct !== undefined && !/^application\/(.+\+)?json\s*(;|$)/i.test(ct)) throw new GateError('unsupported_media_type');
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf));
+  } catch {
+    throw new GateError('invalid_request', 'body is not valid UTF-8 JSON');
+  }
+}

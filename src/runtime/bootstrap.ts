@@ -1,0 +1,142 @@
+// Composes the gate's services from a validated config: embedded (SQLite under the state dir)
+// or production (Redis + PostgreSQL). Everything that can fail does so here, before listening.
+import { join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { GateConfig } from '../config/load.ts';
+import { systemClock, type AuditSink, type Clock } from '../contracts.ts';
+import { openKeystore, type Keystore } from '../keys/index.ts';
+import { createIdentityProvider } from '../identity/index.ts';
+import { DpopVerifier, NonceIssuer } from '../auth/dpop.ts';
+import { LeaseVerifier } from '../auth/lease.ts';
+import type { OperatorRecord } from '../auth/middleware.ts';
+import { openStateDb, SqliteReplayStore, SqliteRevocationStore, type SqliteDb } from '../stores/sqlite.ts';
+import { createRedis, RedisReplayStore, RedisRevocationStore, waitReady } from '../stores/redis.ts';
+import type { ReplayStore, RevocationStore } from '../stores/types.ts';
+import { buildAdminApp, buildClientApp, type GateServices, type HealthReport, type RouteModule } from '../gate.ts';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface Runtime {
+  config: GateConfig;
+  services: GateServices;
+  keystore: Keystore;
+  clientApp: ReturnType<typeof buildClientApp>;
+  adminApp: ReturnType<typeof buildAdminApp>;
+  /** Things to show at start-up (warnings, unresolved intents). */
+  notices: string[];
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  clock?: Clock;
+  /** Extra route modules and health contributors (filled in by the pipeline wiring). */
+  extend?: (core: CoreParts) => Promise<Extension>;
+}
+
+/** The core parts handed to extensions (registry, policy, pipeline, ledger, …). */
+export interface CoreParts {
+  config: GateConfig;
+  clock: Clock;
+  keystore: Keystore;
+  redis?: Redis;
+  stateDb?: SqliteDb;
+  replay: ReplayStore;
+  revocation: RevocationStore;
+  state: GateServices['state'];
+}
+
+export interface Extension {
+  audit: AuditSink;
+  modules: RouteModule[];
+  health(): Promise<Omit<HealthReport, 'redis'>>;
+  status?(): Promise<Record<string, unknown>>;
+  hooks?: GateServices['hooks'];
+  notices?: string[];
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
+  const clock = opts.clock ?? systemClock;
+  mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
+  const keystore = await openKeystore({ dir: config.keys.dir, clock });
+  const closers: Array<() => Promise<void> | void> = [];
+  let replay: ReplayStore;
+  let revocation: RevocationStore;
+  let redis: Redis | undefined;
+  let stateDb: SqliteDb | undefined;
+  const startedAt = clock.now();
+  const startupNotices: string[] = [];
+  if (config.mode === 'production') {
+    redis = createRedis(config.redis_url!);
+    closers.push(() => { redis!.disconnect(); });
+    if (!(await waitReady(redis))) startupNotices.push('WARNING: Redis is not reachable yet; the gate is not ready and refuses calls until it is');
+    replay = new RedisReplayStore(redis);
+    revocation = new RedisRevocationStore(redis);
+  } else {
+    stateDb = openStateDb(join(config.state_dir, 'state.db'));
+    closers.push(() => { stateDb!.close(); });
+    replay = new SqliteReplayStore(stateDb, () => clock.now());
+    revocation = new SqliteRevocationStore(stateDb, () => clock.now());
+  }
+  const nonce = config.dpop.require_nonce ? new NonceIssuer(randomBytes(32), clock) : undefined;
+  const dpop = new DpopVerifier({
+    publicBaseUrl: config.public_base_url,
+    maxAgeSeconds: config.dpop.max_age_seconds,
+    maxFutureSeconds: config.dpop.max_future_seconds,
+    replay,
+    clock,
+    nonce,
+  });
+  const leaseKeys = new Map<string, KeyObject>([[keystore.lease.kid, keystore.lease.publicKey]]);
+  const leaseVerifier = new LeaseVerifier(() => leaseKeys, config.public_base_url, clock);
+  const identity = createIdentityProvider(config.identity);
+  const operators: OperatorRecord[] = config.operators.map((o) => ({ name: o.name, apiKeyHash: Buffer.from(o.api_key_sha256, 'hex'), jkt: o.dpop_jkt }));
+  const state = { draining: false, inFlight: 0, startedAt };
+  const core: CoreParts = { config, clock, keystore, redis, stateDb, replay, revocation, state };
+  let ext: Extension;
+  try {
+    if (!opts.extend) throw new Error('createRuntime needs the pipeline extension');
+    ext = await opts.extend(core);
+  } catch (e) {
+    for (const c of closers.reverse()) await c();
+    throw e;
+  }
+  const services: GateServices = {
+    config,
+    version: VERSION,
+    clock,
+    state,
+    keys: {
+      leaseSigningKey: () => keystore.lease,
+      leasePublicKeys: () => leaseKeys,
+      leaseJwks: () => keystore.leaseJwks() as unknown as ReturnType<GateServices['keys']['leaseJwks']>,
+    },
+    leaseVerifier,
+    dpop,
+    replay,
+    revocation,
+    identity,
+    operators: () => operators,
+    audit: ext.audit,
+    health: async () => ({ redis: await revocation.ping(), ...(await ext.health()) }),
+    status: ext.status,
+    hooks: ext.hooks ?? {},
+    modules: ext.modules,
+  };
+  const notices = [...startupNotices, ...(ext.notices ?? [])];
+  return {
+    config,
+    services,
+    keystore,
+    clientApp: buildClientApp(services),
+    adminApp: buildAdminApp(services),
+    notices,
+    async close() {
+      await ext.close();
+      for (const c of closers.reverse()) await c();
+    },
+  };
+}
