@@ -49,7 +49,7 @@ export interface PrecheckResult extends EgressTarget {
 }
 
 const MAX_URL_LENGTH = 8192;
-const DEFAULT_PORTS = [443] as const;
+const DEFAULT_PORTS: readonly number[] = [443];
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 // Controls, whitespace, backslash (parser-differential tricks), and Unicode line/paragraph separators.
 const RAW_FORBIDDEN = /[\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff\\]/;
