@@ -6,6 +6,11 @@ export const REDACTED = '[REDACTED]';
 
 /** Shortest aligned base64 fragment kept; shorter fragments would redact unrelated text. */
 const MIN_FRAGMENT = 8;
+/**
+ * Shortest cut-off secret start redacted at the end of a truncated body. Up to 3 characters (at most
+ * the first ~3 bytes of a value) cannot be told apart from ordinary text; 4 and more are redacted.
+ */
+const MIN_TAIL = 4;
 
 function lowerPercent(s: string): string {
   return s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
@@ -92,15 +97,15 @@ export class SecretScrubber {
   }
 
   /**
-   * For a body cut at a size cap: scrubs, then also redacts a trailing fragment that is the start
-   * of any secret form (the rest of the secret fell past the cap), so not even a prefix leaks.
+   * For a body cut at a size cap: scrubs, then also redacts a trailing fragment of 4+ characters that
+   * is the start of any secret form (the rest of the secret fell past the cap).
    */
   scrubTruncated(s: string): string {
     const out = this.scrubString(s);
     let cut = 0;
     for (const n of this.#needles) {
       const first = n.charCodeAt(0);
-      for (let k = Math.min(n.length - 1, out.length); k > cut; k--) {
+      for (let k = Math.min(n.length - 1, out.length); k > cut && k >= MIN_TAIL; k--) {
         if (out.charCodeAt(out.length - k) === first && out.endsWith(n.slice(0, k))) {
           cut = k;
           break;
