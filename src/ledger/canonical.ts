@@ -1,0 +1,93 @@
+// Canonical JSON (RFC 8785 via `canonicalize`) and the domain-separated byte strings every
+// Portcullis hash and signature is computed over: UTF-8(domain + "\n" + JCS(value)).
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+/** Domain tags. A signature or hash for one purpose can never be replayed as another. */
+export const DOMAIN = {
+  audit: 'portcullis-audit-v1',
+  checkpoint: 'portcullis-checkpoint-v1',
+  receipt: 'portcullis-receipt-v1',
+  grant: 'portcullis-grant-v1',
+  bundle: 'portcullis-bundle-v1',
+} as const;
+export type Domain = (typeof DOMAIN)[keyof typeof DOMAIN];
+
+/** A JSON value as produced by JSON.parse. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+
+/**
+ * Returns a plain-JSON deep copy of `value`, or throws TypeError. Object members whose value is
+ * undefined are dropped (as JSON.stringify does); everything else that JSON cannot represent
+ * exactly is refused: functions, symbols, bigints, NaN/±Infinity, undefined inside arrays,
+ * non-plain objects (Date, Map, class instances), lone surrogates, cycles.
+ */
+export function toJsonValue(value: unknown): JsonValue {
+  return copy(value, new Set(), '$');
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
+  if (v === null) return null;
+  switch (typeof v) {
+    case 'boolean':
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError(`${path}: non-finite number`);
+      return Object.is(v, -0) ? 0 : v;
+    case 'string':
+      if (LONE_SURROGATE.test(v)) throw new TypeError(`${path}: lone surrogate`);
+      return v;
+    case 'object':
+      break;
+    default:
+      throw new TypeError(`${path}: ${typeof v} is not JSON`);
+  }
+  const obj = v as object;
+  if (seen.has(obj)) throw new TypeError(`${path}: cycle`);
+  seen.add(obj);
+  try {
+    if (Array.isArray(obj)) {
+      return obj.map((item, i) => {
+        if (item === undefined) throw new TypeError(`${path}[${i}]: undefined in array`);
+        return copy(item, seen, `${path}[${i}]`);
+      });
+    }
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
+    // Null prototype: a member named "__proto__" (legal JSON) stays an ordinary member instead of
+    // silently re-parenting the copy, which would drop it from the signed bytes.
+    const out: { [k: string]: JsonValue } = Object.create(null) as { [k: string]: JsonValue };
+    for (const [k, item] of Object.entries(obj)) {
+      if (item === undefined) continue;
+      if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
+      out[k] = copy(item, seen, `${path}.${k}`);
+    }
+    return out;
+  } finally {
+    seen.delete(obj);
+  }
+}
+
+/** RFC 8785 canonical JSON text of a value (validated with {@link toJsonValue} first). */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(toJsonValue(value));
+  if (text === undefined) throw new TypeError('value has no JSON form');
+  return text;
+}
+
+/** The exact bytes hashed or signed for `domain`: UTF-8(domain + "\n" + JCS(value)). */
+export function domainBytes(domain: Domain, value: unknown): Buffer {
+  return Buffer.from(`${domain}\n${canonicalJson(value)}`, 'utf8');
+}
+
+/** Lowercase hex SHA-256. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** `sha256:<hex>` of the canonical JSON of a value (the form used in receipts: result_hash). */
+export function jsonDigest(value: unknown): string {
+  return `sha256:${sha256Hex(canonicalJson(value))}`;
+}

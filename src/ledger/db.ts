@@ -1,0 +1,205 @@
+// The kysely database behind the ledger (and any other store that wants durable SQL): PostgreSQL
+// through a pg Pool in production, embedded SQLite (better-sqlite3, WAL, synchronous=FULL) otherwise.
+// One schema for both; migrations are registered by name and applied once, under a lock, in a transaction.
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import type { LedgerTables } from './schema.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export type DatabaseConfig =
+  | {
+    kind: 'sqlite';
+    /** Database file; created with mode 0600 when missing. */
+    path: string;
+    /** Milliseconds to wait for another process's write lock (default 5000). */
+    busyTimeoutMs?: number;
+  }
+  | {
+    kind: 'postgres';
+    /** libpq-style URL, e.g. `postgresql://gate@/portcullis?host=/run/postgresql`. */
+    connectionString: string;
+    /** Pool size (default 10). */
+    poolSize?: number;
+    /** Server-side statement_timeout and lock_timeout in ms (default 15000): a stuck DB fails closed. */
+    statementTimeoutMs?: number;
+    /** Milliseconds to wait for a connection (default 5000). */
+    connectTimeoutMs?: number;
+  };
+
+// A migration touches tables owned by many modules, so it is typed loosely on purpose.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type MigrationDb = Kysely<any>;
+
+/** One schema change. `up` runs inside the migration transaction; it must work on both dialects. */
+export interface Migration {
+  up(db: MigrationDb, dialect: Dialect): Promise<void>;
+}
+
+/** COMMIT itself failed: the outcome is unknown (it may have been applied). Never retried. */
+export class CommitError extends Error {
+  constructor(cause: unknown) {
+    super('commit failed; outcome unknown', { cause });
+    this.name = 'CommitError';
+  }
+}
+
+const MIGRATION_NAME = /^[a-z][a-z0-9_-]*\/[0-9]{4}_[a-z0-9_]+$/;
+
+/** Advisory-lock keys (PostgreSQL): fixed 63-bit constants derived from their names. */
+export const ADVISORY_LOCK = {
+  /** Serializes every hash-chain append across all gate instances sharing one database. */
+  ledgerAppend: 0x706f_7274_6c65_6467n, // "portledg"
+  migrations: 0x706f_7274_6d69_6772n, // "portmigr"
+} as const;
+
+export interface TransactionOptions {
+  /** PostgreSQL: take `pg_advisory_xact_lock(key)` right after BEGIN (released at commit/rollback). */
+  advisoryLock?: bigint;
+}
+
+/**
+ * An open database. `db` is the kysely instance other modules share (extend its type with
+ * `db.withTables<YourTables>()`); register your tables with {@link registerMigration} + {@link migrate}.
+ */
+export class LedgerDatabase {
+  readonly db: Kysely<LedgerTables>;
+  readonly dialect: Dialect;
+  readonly #migrations = new Map<string, Migration>();
+  #closed = false;
+
+  /** @internal use {@link openDatabase}. */
+  constructor(db: Kysely<LedgerTables>, dialect: Dialect) {
+    this.db = db;
+    this.dialect = dialect;
+  }
+
+  /**
+   * Registers a migration under a unique name `<owner>/<nnnn>_<what>` (e.g. `approvals/0001_init`).
+   * Pending migrations run in name order. Registering a name twice with a different object is a bug.
+   */
+  registerMigration(name: string, migration: Migration): void {
+    if (!MIGRATION_NAME.test(name)) throw new TypeError(`migration name must match <owner>/<nnnn>_<what>: ${name}`);
+    const existing = this.#migrations.get(name);
+    if (existing && existing !== migration) throw new TypeError(`migration ${name} registered twice`);
+    this.#migrations.set(name, migration);
+  }
+
+  /**
+   * Applies every registered migration not yet recorded, all in one transaction under a lock
+   * (PostgreSQL advisory lock; SQLite IMMEDIATE), so concurrent gate start-ups apply each once.
+   * Returns the names applied. Migrations recorded but not registered here are left alone.
+   */
+  async migrate(): Promise<string[]> {
+    return this.transaction(async (trx) => {
+      await sql`create table if not exists portcullis_migrations (name text primary key, applied_at text not null)`.execute(trx);
+      const done = await sql<{ name: string }>`select name from portcullis_migrations`.execute(trx);
+      const applied = new Set(done.rows.map((r) => r.name));
+      const pending = [...this.#migrations.keys()].filter((n) => !applied.has(n)).sort();
+      for (const name of pending) {
+        await this.#migrations.get(name)!.up(trx, this.dialect);
+        await sql`insert into portcullis_migrations (name, applied_at) values (${name}, ${new Date().toISOString()})`.execute(trx);
+      }
+      return pending;
+    }, { advisoryLock: ADVISORY_LOCK.migrations });
+  }
+
+  /**
+   * Runs `fn` in one transaction on one connection: SQLite `BEGIN IMMEDIATE` (the write lock up
+   * front, so two writers never deadlock on upgrade), PostgreSQL `BEGIN` plus an optional
+   * transaction-scoped advisory lock. Rolls back on any error; a failed COMMIT is a {@link CommitError}.
+   */
+  async transaction<T>(fn: (trx: Kysely<LedgerTables>) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.#closed) throw new Error('database is closed');
+    return this.db.connection().execute(async (conn) => {
+      await sql.raw(this.dialect === 'sqlite' ? 'begin immediate' : 'begin').execute(conn);
+      let result: T;
+      try {
+        if (options.advisoryLock !== undefined && this.dialect === 'postgres') {
+          await sql`select pg_advisory_xact_lock(${sql.raw(options.advisoryLock.toString())})`.execute(conn);
+        }
+        result = await fn(conn);
+      } catch (err) {
+        await sql.raw('rollback').execute(conn).catch(() => undefined);
+        throw err;
+      }
+      try {
+        await sql.raw('commit').execute(conn);
+      } catch (err) {
+        await sql.raw('rollback').execute(conn).catch(() => undefined);
+        throw new CommitError(err);
+      }
+      return result;
+    });
+  }
+
+  /** True when a trivial query answers (for readiness). Never throws. */
+  async ping(): Promise<boolean> {
+    try {
+      await sql`select 1`.execute(this.db);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.db.destroy();
+  }
+}
+
+/** pg returns int8 as strings by default; our counters and sequence numbers fit a double exactly. */
+function parseInt8(value: string): number {
+  return Number(value);
+}
+
+async function createPrivateDbFile(path: string): Promise<void> {
+  if (path === ':memory:' || path === '') return;
+  // SQLite gives the -wal and -shm files the main file's mode, so 0600 here covers all three.
+  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  await fh.close();
+}
+
+/**
+ * Opens the database with the pragmas/pool settings the ledger relies on. Does not migrate:
+ * register migrations (the ledger's via `openLedger`) and call `migrate()`.
+ */
+export async function openDatabase(config: DatabaseConfig): Promise<LedgerDatabase> {
+  if (config.kind === 'sqlite') {
+    await createPrivateDbFile(config.path);
+    const sqlite = new Database(config.path);
+    try {
+      const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
+      if (config.path !== ':memory:' && mode !== 'wal') throw new Error(`SQLite refused WAL mode (got ${mode})`);
+      // FULL: every commit of the evidence ledger is fsynced before it is acknowledged.
+      sqlite.pragma('synchronous = FULL');
+      sqlite.pragma(`busy_timeout = ${Math.trunc(config.busyTimeoutMs ?? 5000)}`);
+      sqlite.pragma('foreign_keys = ON');
+    } catch (err) {
+      sqlite.close();
+      throw err;
+    }
+    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: sqlite }) }), 'sqlite');
+  }
+  if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');
+  const timeout = Math.trunc(config.statementTimeoutMs ?? 15000);
+  const pool = new pg.Pool({
+    connectionString: config.connectionString,
+    max: config.poolSize ?? 10,
+    connectionTimeoutMillis: config.connectTimeoutMs ?? 5000,
+    statement_timeout: timeout,
+    lock_timeout: timeout,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === pg.types.builtins.INT8 ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client's error (server restart) must not crash the process; the next query fails instead.
+  pool.on('error', () => undefined);
+  return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+}

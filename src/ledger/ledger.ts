@@ -1,0 +1,648 @@
+// The evidence ledger: one hash chain of audit events, execution intents recorded before dispatch,
+// receipts finalized with their audit event in one transaction, signed checkpoints. Every write
+// holds the chain lock (PostgreSQL advisory lock / SQLite IMMEDIATE), so any number of gate
+// processes on one database keep one unbroken sequence. Concurrent writes are group-committed.
+import { v7 as uuidv7 } from 'uuid';
+import { GateError, type GateErrorCode } from '../errors.ts';
+import { systemClock, type AuditEventInput, type AuditSink, type Clock } from '../contracts.ts';
+import type { SigningKey } from '../keys/keystore.ts';
+import type { PublicKeySet } from '../keys/key-set.ts';
+import { canonicalJson, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { ChainVerifier, GENESIS_HASH, hashEvent, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
+import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
+import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
+import { RECEIPT_ID, verifyReceipt, type Receipt } from './receipts.ts';
+import { LEDGER_MIGRATIONS, type AuditEventsTable, type LedgerTables } from './schema.ts';
+import { DECISIONS, type AppendResult, type AuditEvent, type Checkpoint, type EventFilters, type VerifyResult } from './types.ts';
+import type { Kysely } from 'kysely';
+
+/** The keys the ledger needs; a Keystore satisfies this. */
+export interface LedgerKeys {
+  readonly checkpoint: SigningKey;
+  checkpointKeys(): PublicKeySet;
+  receiptKeys(): PublicKeySet;
+  grantKeys(): PublicKeySet;
+}
+
+export interface LedgerOptions {
+  database: LedgerDatabase;
+  keys: LedgerKeys;
+  clock?: Clock;
+  /** UUID v7 generator (ids are `evt_`, `int_` + uuid). */
+  uuid?: () => string;
+  /**
+   * Group commit: writes that arrive while a transaction is in flight are batched into the next
+   * one (default true, at most 64 jobs per transaction). `false` commits every write alone.
+   */
+  groupCommit?: boolean | { maxBatch: number };
+}
+
+/** An execution intent: a consumed grant, recorded before dispatch. */
+export interface ExecutionIntent {
+  intent_id: string;
+  trace_id: string;
+  grant_id: string;
+  action_id: string;
+  action_version: string;
+  principal: string;
+  session_id: string;
+  request_hash: string;
+  plan_hash: string | null;
+  created_at: string;
+  resolved_at: string | null;
+  receipt_id: string | null;
+  grant: SignedGrant;
+}
+
+export interface RecordIntentInput {
+  /** Defaults to `int_<uuidv7>`. */
+  intent_id?: string;
+  grant: SignedGrant;
+}
+
+export interface RecordedIntent {
+  intent_id: string;
+  created_at: string;
+  event: AppendResult | null;
+}
+
+export interface FinalizeInput {
+  intentId: string;
+  receipt: Receipt;
+  auditEvent: AuditEventInput;
+}
+
+export interface Finalized {
+  receipt_id: string;
+  event: AppendResult;
+}
+
+const MAX_FIELD = 512;
+const MAX_TYPE = 128;
+const MAX_DETAIL_CHARS = 256 * 1024;
+const VERIFY_PAGE = 1000;
+const INSERT_CHUNK = 200;
+const DEFAULT_MAX_BATCH = 64;
+const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** An event validated and canonicalized before it reaches a transaction. */
+interface PreparedEvent {
+  event_id: string;
+  type: string;
+  decision: AuditEvent['decision'];
+  trace_id: string | null;
+  action_id: string | null;
+  principal: string | null;
+  session_id: string | null;
+  operator: string | null;
+  reason_code: string | null;
+  detail: { [k: string]: JsonValue } | null;
+  detailText: string | null;
+}
+
+/** A job's refusal, thrown before the job wrote anything: only that job fails, the batch goes on. */
+class Refusal {
+  constructor(readonly error: GateError) {}
+}
+
+/** Assigns seq/ts/prev_hash/hash in memory for the events of one transaction. */
+class ChainCursor {
+  readonly rows: AuditEventsTable[] = [];
+  constructor(private seq: number, private hash: string, private ts: string | null, private readonly clock: Clock) {}
+
+  add(p: PreparedEvent): AppendResult {
+    const seq = this.seq + 1;
+    let ts = isoNow(this.clock);
+    // Timestamps never go backwards along the chain (clock skew between hosts or a stepped clock).
+    if (this.ts !== null && ts < this.ts) ts = this.ts;
+    const ev = {
+      seq, event_id: p.event_id, ts, type: p.type, decision: p.decision, trace_id: p.trace_id, action_id: p.action_id,
+      principal: p.principal, session_id: p.session_id, operator: p.operator, reason_code: p.reason_code,
+      detail: p.detail, prev_hash: this.hash,
+    };
+    const hash = hashEvent(ev);
+    this.rows.push({ ...ev, detail: p.detailText, hash });
+    this.seq = seq;
+    this.hash = hash;
+    this.ts = ts;
+    return { event_id: p.event_id, seq, hash };
+  }
+}
+
+interface Job {
+  /** Code for a failure of the database (not a refusal). */
+  failCode: GateErrorCode;
+  run(tx: Kysely<LedgerTables>, cursor: ChainCursor): Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: GateError };
+
+function isoNow(clock: Clock): string {
+  const ms = clock.now();
+  const d = new Date(ms);
+  if (!Number.isFinite(ms) || d.getUTCFullYear() < 1970 || d.getUTCFullYear() > 9999) throw new GateError('clock_error', 'clock out of range');
+  return d.toISOString();
+}
+
+function field(name: string, v: unknown, max = MAX_FIELD): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || v.length > max || v.includes('\u0000') || LONE_SURROGATE.test(v)) {
+    throw new TypeError(`audit event ${name} must be a string of at most ${max} characters without NUL`);
+  }
+  return v;
+}
+
+function toIso(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length > 64) throw new GateError('invalid_input', `${name} must be an ISO 8601 timestamp`);
+  const ms = Date.parse(v);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(v) || Number.isNaN(ms)) throw new GateError('invalid_input', `${name} must be an ISO 8601 timestamp`);
+  const d = new Date(ms);
+  if (d.getUTCFullYear() > 9999) throw new GateError('invalid_input', `${name} out of range`);
+  return d.toISOString();
+}
+
+function rowToEvent(r: AuditEventsTable): unknown {
+  let detail: unknown = null;
+  if (r.detail !== null) {
+    try {
+      detail = JSON.parse(r.detail);
+    } catch {
+      detail = undefined; // parseEvent refuses it: malformed_event
+    }
+  }
+  return { ...r, seq: Number(r.seq), detail };
+}
+
+function dbError(code: GateErrorCode, err: unknown): GateError {
+  if (err instanceof GateError) return err;
+  return new GateError(code, 'ledger database failure', { cause: err });
+}
+
+/**
+ * The evidence ledger. Construct with {@link openLedger}. `append` returns the chained position;
+ * {@link Ledger.auditSink} is the same append typed as the shared {@link AuditSink} contract.
+ *
+ * Errors: every database failure is `ledger_unavailable`, except in {@link finalize} which only
+ * ever throws `evidence_persistence_failed` (it runs after the side effect happened). A malformed
+ * audit event is `invalid_input`; a malformed or already consumed grant is `internal_error`.
+ */
+export class Ledger {
+  readonly database: LedgerDatabase;
+  readonly #keys: LedgerKeys;
+  readonly #clock: Clock;
+  readonly #uuid: () => string;
+  readonly #maxBatch: number;
+  readonly #queue: Job[] = [];
+  #running = false;
+  #draining: Promise<void> = Promise.resolve();
+  #closed = false;
+  #trusted: TrustedHead | null = null;
+  #checkpointing: Promise<Checkpoint | null> | null = null;
+  readonly #listeners = new Set<(committedEvents: number) => void>();
+
+  /** @internal use {@link openLedger}. */
+  constructor(options: LedgerOptions) {
+    this.database = options.database;
+    this.#keys = options.keys;
+    this.#clock = options.clock ?? systemClock;
+    this.#uuid = options.uuid ?? uuidv7;
+    const gc = options.groupCommit ?? true;
+    this.#maxBatch = gc === false ? 1 : gc === true ? DEFAULT_MAX_BATCH : Math.max(1, Math.trunc(gc.maxBatch));
+  }
+
+  /** This ledger as the shared AuditSink (`append` resolving to void) for admin routes and stages. */
+  readonly auditSink: AuditSink = {
+    append: async (event: AuditEventInput): Promise<void> => {
+      await this.append(event);
+    },
+  };
+
+  // ---------------------------------------------------------------- writes
+
+  /** Appends one audit event to the chain; resolves once it is durably committed. */
+  async append(event: AuditEventInput): Promise<AppendResult> {
+    let prepared: PreparedEvent;
+    try {
+      prepared = this.#prepare(event, {});
+    } catch (err) {
+      throw err instanceof GateError ? err : new GateError('invalid_input', 'malformed audit event', { cause: err });
+    }
+    return this.#enqueue('ledger_unavailable', async (_tx, cursor) => cursor.add(prepared)) as Promise<AppendResult>;
+  }
+
+  /**
+   * Records an execution intent and consumes its grant (UNIQUE grant_id) — with the optional audit
+   * event — in one transaction, before dispatch. The grant's signature is checked against the
+   * grant keys; a grant already consumed, malformed or not verifying is refused (`internal_error`).
+   */
+  async recordIntent(input: RecordIntentInput, auditEvent?: AuditEventInput): Promise<RecordedIntent> {
+    const grant = input?.grant;
+    const problem = grantProblem(grant, true);
+    if (problem) throw new GateError('internal_error', `recordIntent: ${problem}`);
+    const status = verifyGrant(grant, this.#keys.grantKeys());
+    if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
+    const intentId = input.intent_id ?? `int_${this.#uuid()}`;
+    if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', 'recordIntent: intent_id must be int_<uuidv7>');
+    let grantJson: string;
+    let prepared: PreparedEvent | null = null;
+    try {
+      grantJson = canonicalJson(grant);
+      if (auditEvent) {
+        prepared = this.#prepare(auditEvent, {
+          bind: { trace_id: grant.trace_id, action_id: grant.action_id, principal: grant.principal, session_id: grant.session_id },
+          reserved: { intent_id: intentId, grant_id: grant.grant_id, grant_digest: jsonDigest(grant) },
+        });
+      }
+    } catch (err) {
+      throw err instanceof GateError ? err : new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
+    }
+    const ev = prepared;
+    return this.#enqueue('ledger_unavailable', async (tx, cursor) => {
+      const used = await tx.selectFrom('execution_intents').select(['intent_id', 'grant_id'])
+        .where((eb) => eb.or([eb('grant_id', '=', grant.grant_id), eb('intent_id', '=', intentId)]))
+        .executeTakeFirst();
+      if (used) throw new Refusal(new GateError('internal_error', used.grant_id === grant.grant_id ? 'grant already consumed' : 'intent_id exists'));
+      const createdAt = isoNow(this.#clock);
+      await tx.insertInto('execution_intents').values({
+        intent_id: intentId, trace_id: grant.trace_id, grant_id: grant.grant_id, grant_json: grantJson,
+        grant_signature: grant.grant_signature, action_id: grant.action_id, action_version: grant.action_version,
+        principal: grant.principal, session_id: grant.session_id, request_hash: grant.request_hash,
+        plan_hash: grant.plan_hash, created_at: createdAt, resolved_at: null, receipt_id: null,
+      }).execute();
+      return { intent_id: intentId, created_at: createdAt, event: ev ? cursor.add(ev) : null } satisfies RecordedIntent;
+    }) as Promise<RecordedIntent>;
+  }
+
+  /**
+   * Stores the signed receipt, appends the final audit event (its detail gains intent_id,
+   * receipt_id and receipt_digest, binding the receipt into the chain) and resolves the intent —
+   * all in one transaction, or nothing. The receipt must verify against the receipt keys and match
+   * the intent's grant (grant, trace, action, version, digest, principal, session, request, plan).
+   * Throws only `evidence_persistence_failed`.
+   */
+  async finalize(input: FinalizeInput): Promise<Finalized> {
+    const fail = (msg: string, cause?: unknown) => new GateError('evidence_persistence_failed', `finalize: ${msg}`, { cause });
+    const { intentId, receipt, auditEvent } = input ?? ({} as FinalizeInput);
+    if (typeof intentId !== 'string' || !INTENT_ID.test(intentId)) throw fail('intentId must be int_<uuidv7>');
+    if (typeof receipt !== 'object' || receipt === null || typeof receipt.receipt_id !== 'string' || !RECEIPT_ID.test(receipt.receipt_id)) {
+      throw fail('receipt_id must be rcpt_<uuidv7>');
+    }
+    const status = verifyReceipt(receipt, this.#keys.receiptKeys());
+    if (status !== 'verified') throw fail(`receipt signature ${status}`);
+    let receiptJson: string;
+    let prepared: PreparedEvent;
+    try {
+      receiptJson = canonicalJson(receipt);
+      prepared = this.#prepare(auditEvent, {
+        bind: { trace_id: receipt.trace_id, action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id },
+        reserved: { intent_id: intentId, receipt_id: receipt.receipt_id, receipt_digest: jsonDigest(receipt) },
+      });
+    } catch (err) {
+      throw fail('malformed receipt or audit event', err);
+    }
+    return this.#enqueue('evidence_persistence_failed', async (tx, cursor) => {
+      const intent = await tx.selectFrom('execution_intents').selectAll().where('intent_id', '=', intentId).executeTakeFirst();
+      if (!intent) throw new Refusal(fail('unknown intent'));
+      if (intent.resolved_at !== null) throw new Refusal(fail('intent already resolved'));
+      const grant = JSON.parse(intent.grant_json) as SignedGrant;
+      const mismatch = ([
+        ['grant_id', intent.grant_id], ['trace_id', intent.trace_id], ['action_id', intent.action_id],
+        ['action_version', intent.action_version], ['principal', intent.principal], ['session_id', intent.session_id],
+        ['request_hash', intent.request_hash], ['plan_hash', intent.plan_hash], ['provider_module_digest', grant.module_digest],
+      ] as const).find(([k, v]) => receipt[k] !== v);
+      if (mismatch) throw new Refusal(fail(`receipt ${mismatch[0]} does not match the intent`));
+      const dup = await tx.selectFrom('receipts').select('receipt_id').where('receipt_id', '=', receipt.receipt_id).executeTakeFirst();
+      if (dup) throw new Refusal(fail('receipt_id exists'));
+      // Writes start here: nothing below may throw a Refusal.
+      const now = isoNow(this.#clock);
+      const updated = await tx.updateTable('execution_intents').set({ resolved_at: now, receipt_id: receipt.receipt_id })
+        .where('intent_id', '=', intentId).where('resolved_at', 'is', null).executeTakeFirst();
+      if (Number(updated.numUpdatedRows) !== 1) throw new Error('intent changed under the chain lock');
+      const event = cursor.add(prepared);
+      await tx.insertInto('receipts').values({
+        receipt_id: receipt.receipt_id, intent_id: intentId, grant_id: receipt.grant_id, trace_id: receipt.trace_id,
+        action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id,
+        event_seq: event.seq, receipt_json: receiptJson, created_at: now,
+      }).execute();
+      return { receipt_id: receipt.receipt_id, event } satisfies Finalized;
+    }) as Promise<Finalized>;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Intents with no receipt (crashed or failed between dispatch and finalization), oldest first. */
+  async unresolvedIntents(options: { limit?: number } = {}): Promise<ExecutionIntent[]> {
+    const limit = Math.min(Math.max(Math.trunc(options.limit ?? 1000), 1), 10000);
+    try {
+      const rows = await this.database.db.selectFrom('execution_intents').selectAll()
+        .where('resolved_at', 'is', null).orderBy('created_at').orderBy('intent_id').limit(limit).execute();
+      return rows.map((r) => {
+        const { grant_json, grant_signature: _s, ...rest } = r;
+        return { ...rest, grant: JSON.parse(grant_json) as SignedGrant };
+      });
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** Number of unresolved intents (for the gauge and readiness). */
+  async countUnresolvedIntents(): Promise<number> {
+    try {
+      const r = await this.database.db.selectFrom('execution_intents').select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('resolved_at', 'is', null).executeTakeFirstOrThrow();
+      return Number(r.n);
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** The stored receipt exactly as signed, or null (also for ids that are not `rcpt_<uuidv7>`). */
+  async getReceipt(receiptId: string): Promise<Receipt | null> {
+    if (typeof receiptId !== 'string' || !RECEIPT_ID.test(receiptId)) return null;
+    try {
+      const row = await this.database.db.selectFrom('receipts').select('receipt_json').where('receipt_id', '=', receiptId).executeTakeFirst();
+      return row ? (JSON.parse(row.receipt_json) as Receipt) : null;
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /**
+   * Audit events matching every given filter, newest first (descending seq, which is also
+   * descending ts: timestamps never decrease along the chain). `limit` defaults to 100, capped at 1000.
+   * Bad filter values are `invalid_input`.
+   */
+  async queryEvents(filters: EventFilters = {}): Promise<AuditEvent[]> {
+    let limit = 100;
+    if (filters.limit !== undefined) {
+      if (!Number.isSafeInteger(filters.limit) || filters.limit < 1) throw new GateError('invalid_input', 'limit must be a positive integer');
+      limit = Math.min(filters.limit, 1000);
+    }
+    if (filters.decision !== undefined && !DECISIONS.includes(filters.decision)) throw new GateError('invalid_input', 'unknown decision');
+    const after = filters.after === undefined ? undefined : toIso('after', filters.after);
+    const before = filters.before === undefined ? undefined : toIso('before', filters.before);
+    let q = this.database.db.selectFrom('audit_events').selectAll();
+    for (const k of ['trace_id', 'action_id', 'principal', 'session_id', 'decision'] as const) {
+      const v = filters[k];
+      if (v === undefined) continue;
+      if (typeof v !== 'string' || v.length > MAX_FIELD) throw new GateError('invalid_input', `${k} must be a string`);
+      q = q.where(k, '=', v);
+    }
+    if (after !== undefined) q = q.where('ts', '>', after);
+    if (before !== undefined) q = q.where('ts', '<', before);
+    try {
+      const rows = await q.orderBy('seq', 'desc').limit(limit).execute();
+      return rows.map((r) => rowToEvent(r) as AuditEvent);
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** Events with afterSeq < seq <= uptoSeq in chain order (for export). */
+  async readEvents(afterSeq: number, uptoSeq: number, limit = VERIFY_PAGE): Promise<unknown[]> {
+    try {
+      const rows = await this.database.db.selectFrom('audit_events').selectAll()
+        .where('seq', '>', afterSeq).where('seq', '<=', uptoSeq).orderBy('seq').limit(limit).execute();
+      return rows.map(rowToEvent);
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** Checkpoints with seq <= uptoSeq, in order (for export). */
+  async readCheckpoints(uptoSeq = Number.MAX_SAFE_INTEGER): Promise<Checkpoint[]> {
+    try {
+      const rows = await this.database.db.selectFrom('checkpoints').selectAll().where('seq', '<=', uptoSeq).orderBy('seq').execute();
+      return rows.map((r) => ({ ...r, seq: Number(r.seq), count: Number(r.count) }));
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** Receipts finalized by an event with seq <= uptoSeq, in chain order (for export). */
+  async readReceipts(uptoSeq: number): Promise<Receipt[]> {
+    try {
+      const rows = await this.database.db.selectFrom('receipts').select('receipt_json').where('event_seq', '<=', uptoSeq).orderBy('event_seq').execute();
+      return rows.map((r) => JSON.parse(r.receipt_json) as Receipt);
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  // ---------------------------------------------------------------- integrity
+
+  /**
+   * Walks the whole chain in seq order and checks seq continuity, every link, every hash and every
+   * signed checkpoint (signature, agreement with the chain, none beyond the end). Also requires the
+   * last checkpoint this process signed or verified to still be there. Reports the first break.
+   */
+  async verify(): Promise<VerifyResult> {
+    try {
+      const cps = await this.readCheckpoints();
+      const verifier = new ChainVerifier(cps, this.#keys.checkpointKeys(), this.#trusted);
+      let after = 0;
+      for (;;) {
+        const rows = await this.database.db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(VERIFY_PAGE).execute();
+        for (const r of rows) if (!verifier.push(rowToEvent(r))) break;
+        if (verifier.broken || rows.length < VERIFY_PAGE) break;
+        after = Number(rows[rows.length - 1]!.seq);
+      }
+      const result = verifier.finish();
+      if (result.intact) {
+        const latest = cps[cps.length - 1];
+        if (latest && (!this.#trusted || latest.seq > this.#trusted.seq)) this.#trusted = { seq: latest.seq, head_hash: latest.head_hash };
+      }
+      return result;
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /**
+   * Signs a checkpoint {seq, head_hash, count, ts, kid} for the current head, after verifying the
+   * segment since the previous checkpoint (a broken segment is never blessed: `ledger_unavailable`).
+   * Returns null when there is nothing new to checkpoint. Concurrent calls share one run.
+   */
+  checkpoint(): Promise<Checkpoint | null> {
+    this.#checkpointing ??= this.#checkpoint().finally(() => {
+      this.#checkpointing = null;
+    });
+    return this.#checkpointing;
+  }
+
+  async #checkpoint(): Promise<Checkpoint | null> {
+    const broken = (msg: string) => new GateError('ledger_unavailable', `checkpoint refused: ${msg}`);
+    try {
+      const db = this.database.db;
+      const head = await db.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      if (!head) return null;
+      const headSeq = Number(head.seq);
+      const lastRow = await db.selectFrom('checkpoints').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      const last = lastRow ? parseCheckpoint({ ...lastRow, seq: Number(lastRow.seq), count: Number(lastRow.count) }) : undefined;
+      if (lastRow && !last) throw broken('latest checkpoint is malformed');
+      if (last && last.seq > headSeq) throw broken('chain is shorter than the latest checkpoint');
+      if (last && last.seq === headSeq) return null;
+      let start = { seq: 0, hash: GENESIS_HASH };
+      if (last) {
+        if (verifyCheckpointSignature(last, this.#keys.checkpointKeys()) !== 'verified') throw broken('latest checkpoint does not verify');
+        start = { seq: last.seq, hash: last.head_hash };
+        const at = await db.selectFrom('audit_events').select('hash').where('seq', '=', last.seq).executeTakeFirst();
+        if (!at || at.hash !== last.head_hash) throw broken('chain disagrees with the latest checkpoint');
+      }
+      const verifier = new ChainVerifier([], this.#keys.checkpointKeys(), null, start);
+      for (let after = start.seq; after < headSeq;) {
+        const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).where('seq', '<=', headSeq)
+          .orderBy('seq').limit(VERIFY_PAGE).execute();
+        if (rows.length === 0) break;
+        for (const r of rows) if (!verifier.push(rowToEvent(r))) break;
+        if (verifier.broken) break;
+        after = Number(rows[rows.length - 1]!.seq);
+      }
+      const seg = verifier.finish();
+      if (!seg.intact || seg.head?.seq !== headSeq || seg.head.hash !== head.hash) throw broken(`chain does not verify (${seg.reason ?? 'short'})`);
+      const cp = signCheckpoint({ seq: headSeq, head_hash: head.hash, count: headSeq, ts: isoNow(this.#clock) }, this.#keys.checkpoint);
+      await db.insertInto('checkpoints').values(cp).onConflict((oc) => oc.column('seq').doNothing()).execute();
+      const stored = await db.selectFrom('checkpoints').selectAll().where('seq', '=', headSeq).executeTakeFirstOrThrow();
+      const result: Checkpoint = { ...stored, seq: Number(stored.seq), count: Number(stored.count) };
+      if (result.head_hash !== head.hash) throw broken('a conflicting checkpoint exists at this seq');
+      if (!this.#trusted || result.seq > this.#trusted.seq) this.#trusted = { seq: result.seq, head_hash: result.head_hash };
+      return result;
+    } catch (err) {
+      throw dbError('ledger_unavailable', err);
+    }
+  }
+
+  /** Subscribes to commits (argument: number of events committed). Returns the unsubscribe function. */
+  onCommitted(listener: (committedEvents: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Refuses new writes and waits for queued ones. Does not close the database. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#running) await this.#draining;
+    if (this.#checkpointing) await this.#checkpointing.catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #prepare(
+    input: AuditEventInput,
+    opts: { bind?: Partial<Record<'trace_id' | 'action_id' | 'principal' | 'session_id', string>>; reserved?: Record<string, string> },
+  ): PreparedEvent {
+    if (typeof input !== 'object' || input === null) throw new TypeError('audit event must be an object');
+    const type = field('type', input.type, MAX_TYPE);
+    if (!type) throw new TypeError('audit event type is required');
+    if (!DECISIONS.includes(input.decision)) throw new TypeError('audit event decision is not one of the known decisions');
+    const top = {
+      trace_id: field('trace_id', input.trace_id),
+      action_id: field('action_id', input.action_id),
+      principal: field('principal', input.principal),
+      session_id: field('session_id', input.session_id),
+    };
+    for (const [k, v] of Object.entries(opts.bind ?? {}) as Array<[keyof typeof top, string]>) {
+      if (top[k] === null) top[k] = v;
+      else if (top[k] !== v) throw new TypeError(`audit event ${k} does not match the bound record`);
+    }
+    let detail: { [k: string]: JsonValue } | null = null;
+    if (input.detail !== undefined && input.detail !== null) {
+      const copy = toJsonValue(input.detail);
+      if (typeof copy !== 'object' || copy === null || Array.isArray(copy)) throw new TypeError('audit event detail must be an object');
+      detail = copy;
+    }
+    if (opts.reserved) {
+      detail ??= Object.create(null) as { [k: string]: JsonValue };
+      for (const [k, v] of Object.entries(opts.reserved)) {
+        if (Object.hasOwn(detail, k) && detail[k] !== v) throw new TypeError(`audit event detail.${k} is reserved`);
+        detail[k] = v;
+      }
+    }
+    const detailText = detail === null ? null : canonicalJson(detail);
+    if (detailText !== null && detailText.length > MAX_DETAIL_CHARS) throw new TypeError('audit event detail too large');
+    return {
+      event_id: `evt_${this.#uuid()}`, type, decision: input.decision, ...top,
+      operator: field('operator', input.operator), reason_code: field('reason_code', input.reason_code), detail, detailText,
+    };
+  }
+
+  #enqueue(failCode: GateErrorCode, run: Job['run']): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new GateError(failCode, 'ledger is closed'));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ failCode, run, resolve, reject });
+      if (!this.#running) {
+        this.#running = true;
+        this.#draining = this.#drain();
+      }
+    });
+  }
+
+  /** One transaction at a time per instance; whatever queued meanwhile forms the next batch. */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) await this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+    } finally {
+      // Same tick as the last empty-queue check: a job pushed after this starts a new drain.
+      this.#running = false;
+    }
+  }
+
+  async #runBatch(batch: Job[]): Promise<void> {
+    let outcomes: Outcome[];
+    let committed = 0;
+    try {
+      const r = await this.database.transaction(async (tx) => {
+        const head = await tx.selectFrom('audit_events').select(['seq', 'hash', 'ts']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+        const cursor = new ChainCursor(head ? Number(head.seq) : 0, head?.hash ?? GENESIS_HASH, head?.ts ?? null, this.#clock);
+        const out: Outcome[] = [];
+        for (const job of batch) {
+          try {
+            out.push({ ok: true, value: await job.run(tx, cursor) });
+          } catch (err) {
+            if (!(err instanceof Refusal)) throw err;
+            out.push({ ok: false, error: err.error });
+          }
+        }
+        for (let i = 0; i < cursor.rows.length; i += INSERT_CHUNK) {
+          await tx.insertInto('audit_events').values(cursor.rows.slice(i, i + INSERT_CHUNK)).execute();
+        }
+        return { out, events: cursor.rows.length };
+      }, { advisoryLock: ADVISORY_LOCK.ledgerAppend });
+      outcomes = r.out;
+      committed = r.events;
+    } catch (err) {
+      // The whole transaction rolled back (or its COMMIT outcome is unknown): every job in it fails.
+      // Never retried here: a retry after an unknown COMMIT could record an event twice.
+      for (const job of batch) job.reject(dbError(job.failCode, err));
+      return;
+    }
+    batch.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) job.resolve(o.value);
+      else job.reject(o.error);
+    });
+    if (committed > 0) {
+      for (const l of this.#listeners) {
+        try {
+          l(committed);
+        } catch {
+          // a listener's failure is its own
+        }
+      }
+    }
+  }
+}
+
+/** Registers the ledger's migration, applies pending migrations and returns the ledger. */
+export async function openLedger(options: LedgerOptions): Promise<Ledger> {
+  for (const [name, m] of Object.entries(LEDGER_MIGRATIONS)) options.database.registerMigration(name, m);
+  try {
+    await options.database.migrate();
+  } catch (err) {
+    throw dbError('ledger_unavailable', err);
+  }
+  return new Ledger(options);
+}

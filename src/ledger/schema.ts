@@ -1,0 +1,173 @@
+// The ledger's tables (kysely types) and its migration, identical on SQLite and PostgreSQL.
+// Every value that is hashed or signed is stored as TEXT exactly as it was hashed (timestamps as
+// ISO 8601 UTC with milliseconds, JSON as its RFC 8785 form), so no backend can re-format evidence.
+import { sql } from 'kysely';
+import type { Migration, MigrationDb, Dialect } from './db.ts';
+
+export interface AuditEventsTable {
+  seq: number;
+  event_id: string;
+  ts: string;
+  type: string;
+  decision: string;
+  trace_id: string | null;
+  action_id: string | null;
+  principal: string | null;
+  session_id: string | null;
+  operator: string | null;
+  reason_code: string | null;
+  /** RFC 8785 JSON text of the detail object, or null. */
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface ExecutionIntentsTable {
+  intent_id: string;
+  trace_id: string;
+  grant_id: string;
+  /** RFC 8785 JSON of the whole signed grant (claims + signing_key_id + grant_signature). */
+  grant_json: string;
+  grant_signature: string;
+  action_id: string;
+  action_version: string;
+  principal: string;
+  session_id: string;
+  request_hash: string;
+  plan_hash: string | null;
+  created_at: string;
+  resolved_at: string | null;
+  receipt_id: string | null;
+}
+
+export interface ReceiptsTable {
+  receipt_id: string;
+  intent_id: string;
+  grant_id: string;
+  trace_id: string;
+  action_id: string;
+  principal: string;
+  session_id: string;
+  /** Sequence number of the audit event that finalized this receipt (binds it into the chain). */
+  event_seq: number;
+  /** RFC 8785 JSON of the signed receipt, exactly as returned by GET /v1/receipts/{id} (minus signature_status). */
+  receipt_json: string;
+  created_at: string;
+}
+
+export interface CheckpointsTable {
+  seq: number;
+  head_hash: string;
+  count: number;
+  ts: string;
+  kid: string;
+  signature: string;
+}
+
+export interface LedgerTables {
+  audit_events: AuditEventsTable;
+  execution_intents: ExecutionIntentsTable;
+  receipts: ReceiptsTable;
+  checkpoints: CheckpointsTable;
+}
+
+/** Tables whose rows may never be updated or deleted by the application. */
+export const APPEND_ONLY_TABLES = ['audit_events', 'receipts', 'checkpoints'] as const;
+
+async function appendOnlyTriggers(db: MigrationDb, dialect: Dialect): Promise<void> {
+  // Defence in depth against a buggy or compromised application path, not against a DB owner
+  // (who can drop triggers): the hash chain and signed checkpoints are what detect that.
+  if (dialect === 'postgres') {
+    await sql`create or replace function portcullis_append_only() returns trigger language plpgsql as $$
+      begin raise exception 'append-only table %', tg_table_name using errcode = 'P0001'; end $$`.execute(db);
+    for (const t of APPEND_ONLY_TABLES) {
+      await sql.raw(`drop trigger if exists ${t}_append_only on ${t}`).execute(db);
+      await sql.raw(`create trigger ${t}_append_only before update or delete on ${t} for each row execute function portcullis_append_only()`).execute(db);
+      await sql.raw(`drop trigger if exists ${t}_no_truncate on ${t}`).execute(db);
+      await sql.raw(`create trigger ${t}_no_truncate before truncate on ${t} for each statement execute function portcullis_append_only()`).execute(db);
+    }
+    return;
+  }
+  for (const t of APPEND_ONLY_TABLES) {
+    await sql.raw(`create trigger if not exists ${t}_no_update before update on ${t} begin select raise(abort, 'append-only table ${t}'); end`).execute(db);
+    await sql.raw(`create trigger if not exists ${t}_no_delete before delete on ${t} begin select raise(abort, 'append-only table ${t}'); end`).execute(db);
+  }
+}
+
+/** `ledger/0001_init`: the four ledger tables, their indexes and the append-only triggers. */
+export const ledgerInitMigration: Migration = {
+  async up(db, dialect) {
+    await db.schema.createTable('audit_events').ifNotExists()
+      .addColumn('seq', 'bigint', (c) => c.primaryKey().check(sql`seq > 0`))
+      .addColumn('event_id', 'text', (c) => c.notNull().unique())
+      .addColumn('ts', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('decision', 'text', (c) => c.notNull())
+      .addColumn('trace_id', 'text')
+      .addColumn('action_id', 'text')
+      .addColumn('principal', 'text')
+      .addColumn('session_id', 'text')
+      .addColumn('operator', 'text')
+      .addColumn('reason_code', 'text')
+      .addColumn('detail', 'text')
+      // UNIQUE(prev_hash): the database itself refuses a fork (two events claiming one predecessor).
+      .addColumn('prev_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('hash', 'text', (c) => c.notNull().unique())
+      .execute();
+    for (const col of ['trace_id', 'action_id', 'principal', 'session_id', 'decision', 'ts'] as const) {
+      await db.schema.createIndex(`audit_events_${col}_idx`).ifNotExists().on('audit_events').columns([col, 'seq']).execute();
+    }
+
+    await db.schema.createTable('execution_intents').ifNotExists()
+      .addColumn('intent_id', 'text', (c) => c.primaryKey())
+      .addColumn('trace_id', 'text', (c) => c.notNull())
+      // UNIQUE(grant_id): a grant is consumed by exactly one intent.
+      .addColumn('grant_id', 'text', (c) => c.notNull().unique())
+      .addColumn('grant_json', 'text', (c) => c.notNull())
+      .addColumn('grant_signature', 'text', (c) => c.notNull())
+      .addColumn('action_id', 'text', (c) => c.notNull())
+      .addColumn('action_version', 'text', (c) => c.notNull())
+      .addColumn('principal', 'text', (c) => c.notNull())
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('request_hash', 'text', (c) => c.notNull())
+      .addColumn('plan_hash', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('resolved_at', 'text')
+      .addColumn('receipt_id', 'text', (c) => c.unique())
+      .execute();
+    await db.schema.createIndex('execution_intents_unresolved_idx').ifNotExists().on('execution_intents')
+      .column('created_at').where(sql.ref('resolved_at'), 'is', null).execute();
+
+    await db.schema.createTable('receipts').ifNotExists()
+      .addColumn('receipt_id', 'text', (c) => c.primaryKey())
+      .addColumn('intent_id', 'text', (c) => c.notNull().unique().references('execution_intents.intent_id'))
+      .addColumn('grant_id', 'text', (c) => c.notNull().unique())
+      .addColumn('trace_id', 'text', (c) => c.notNull())
+      .addColumn('action_id', 'text', (c) => c.notNull())
+      .addColumn('principal', 'text', (c) => c.notNull())
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('event_seq', 'bigint', (c) => c.notNull().unique())
+      .addColumn('receipt_json', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      // Deferred: the finalizing event is inserted later in the same transaction (one batched insert).
+      .addForeignKeyConstraint('receipts_event_seq_fk', ['event_seq'], 'audit_events', ['seq'],
+        (fk) => fk.deferrable().initiallyDeferred())
+      .execute();
+    await db.schema.createIndex('receipts_trace_id_idx').ifNotExists().on('receipts').column('trace_id').execute();
+
+    await db.schema.createTable('checkpoints').ifNotExists()
+      .addColumn('seq', 'bigint', (c) => c.primaryKey().check(sql`seq > 0`))
+      .addColumn('head_hash', 'text', (c) => c.notNull())
+      .addColumn('count', 'bigint', (c) => c.notNull())
+      .addColumn('ts', 'text', (c) => c.notNull())
+      .addColumn('kid', 'text', (c) => c.notNull())
+      .addColumn('signature', 'text', (c) => c.notNull())
+      .execute();
+
+    await appendOnlyTriggers(db, dialect);
+  },
+};
+
+export const LEDGER_MIGRATIONS: Readonly<Record<string, Migration>> = {
+  'ledger/0001_init': ledgerInitMigration,
+};
