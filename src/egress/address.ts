@@ -148,11 +148,11 @@ export function formatIPv4(value: bigint): string {
   return [24n, 16n, 8n, 0n].map((s) => String(Number((value >> s) & 0xffn))).join('.');
 }
 
-/** Formats a 128-bit value as a (non-compressed) IPv6 address. */
-function formatIPv6(value: bigint): string {
+/** Formats a 128-bit value as a canonical (RFC 5952, as WHATWG serializes) IPv6 address. */
+export function formatIPv6(value: bigint): string {
   const groups: string[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return groups.join(':');
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
 }
 
 /** Parses `addr/prefix`. Throws TypeError on a malformed block or host bits set below the prefix. */
