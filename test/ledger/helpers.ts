@@ -1,0 +1,196 @@
+// Shared fixtures for the ledger tests: both backends (SQLite file in a temp dir; a throwaway
+// PostgreSQL with a fresh database per test), a keystore, a ticking clock, grants and receipts.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { sql } from 'kysely';
+import { startPostgres, serviceSkipReason, type PostgresServer } from '../helpers/services.ts';
+import { openKeystore, type Keystore } from '../../src/keys/index.ts';
+import {
+  openDatabase, openLedger, buildReceipt, signGrant, newGrantId, APPEND_ONLY_TABLES,
+  type DatabaseConfig, type LedgerDatabase, type Ledger, type LedgerOptions, type GrantClaims, type SignedGrant,
+  type Receipt, type ReceiptInput,
+} from '../../src/ledger/index.ts';
+
+export interface TestContext {
+  after(fn: () => unknown): void;
+}
+
+export interface Backend {
+  name: 'sqlite' | 'postgres';
+  /** Skip reason (undefined = run). In CI a missing PostgreSQL throws here, failing the file. */
+  skip: string | undefined;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** A fresh, empty database; closed after the test. */
+  fresh(t: TestContext): Promise<FreshDb>;
+}
+
+export interface FreshDb {
+  config: DatabaseConfig;
+  /** Another independent connection (pool) to the same database, closed after the test. */
+  open(options?: { poolSize?: number }): Promise<LedgerDatabase>;
+}
+
+export function tempDir(t: TestContext, prefix = 'portcullis-ledger-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function opener(t: TestContext, config: DatabaseConfig): FreshDb {
+  return {
+    config,
+    async open(options) {
+      const cfg = config.kind === 'postgres' && options?.poolSize ? { ...config, poolSize: options.poolSize } : config;
+      const db = await openDatabase(cfg);
+      t.after(() => db.close());
+      return db;
+    },
+  };
+}
+
+export const sqliteBackend: Backend = {
+  name: 'sqlite',
+  skip: undefined,
+  async start() {},
+  async stop() {},
+  async fresh(t) {
+    return opener(t, { kind: 'sqlite', path: join(tempDir(t), 'ledger.db') });
+  },
+};
+
+let pgServer: PostgresServer | undefined;
+let dbCounter = 0;
+
+export const postgresBackend: Backend = {
+  name: 'postgres',
+  skip: serviceSkipReason('postgres'),
+  async start() {
+    pgServer ??= await startPostgres();
+  },
+  async stop() {
+    await pgServer?.stop();
+    pgServer = undefined;
+  },
+  async fresh(t) {
+    if (!pgServer) throw new Error('postgres backend not started');
+    const name = `ledger_${process.pid}_${++dbCounter}`;
+    const admin = new pg.Client({ connectionString: pgServer.url });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const url = pgServer.url.replace(`/${pgServer.database}?`, `/${name}?`);
+    return opener(t, { kind: 'postgres', connectionString: url, poolSize: 4 });
+  },
+};
+
+export const BACKENDS: Backend[] = [sqliteBackend, postgresBackend];
+
+/** The PostgreSQL server of this test file (for outage tests). */
+export function currentPostgres(): PostgresServer | undefined {
+  return pgServer;
+}
+
+/** A clock that advances 1 ms per reading (distinct, increasing timestamps), settable. */
+export function tickingClock(startIso = '2026-11-22T13:00:00.000Z') {
+  let t = Date.parse(startIso);
+  return {
+    now: () => t++,
+    set(iso: string) {
+      t = Date.parse(iso);
+    },
+  };
+}
+
+export async function testKeys(t: TestContext): Promise<Keystore> {
+  return openKeystore({ dir: join(tempDir(t, 'portcullis-keys-'), 'keys'), clock: { now: () => Date.parse('2026-11-22T13:00:00Z') } });
+}
+
+export async function ledgerOn(db: LedgerDatabase, keys: Keystore, extra: Partial<LedgerOptions> = {}): Promise<Ledger> {
+  return openLedger({ database: db, keys, clock: tickingClock(), ...extra });
+}
+
+/** Drops the append-only triggers: the tests play an attacker with write access to the database. */
+export async function dropAppendOnly(db: LedgerDatabase): Promise<void> {
+  for (const table of APPEND_ONLY_TABLES) {
+    if (db.dialect === 'postgres') {
+      await sql.raw(`drop trigger if exists ${table}_append_only on ${table}`).execute(db.db);
+    } else {
+      await sql.raw(`drop trigger if exists ${table}_no_update`).execute(db.db);
+      await sql.raw(`drop trigger if exists ${table}_no_delete`).execute(db.db);
+    }
+  }
+}
+
+/** Makes every insert of an audit event whose type is `boom` fail inside the database. */
+export async function failEventsOfTypeBoom(db: LedgerDatabase): Promise<void> {
+  if (db.dialect === 'postgres') {
+    await sql.raw(`create or replace function test_boom() returns trigger language plpgsql as $$
+      begin if new.type = 'boom' then raise exception 'boom'; end if; return new; end $$`).execute(db.db);
+    await sql.raw('create trigger test_boom before insert on audit_events for each row execute function test_boom()').execute(db.db);
+  } else {
+    await sql.raw(`create trigger test_boom before insert on audit_events when new.type = 'boom'
+      begin select raise(abort, 'boom'); end`).execute(db.db);
+  }
+}
+
+export async function exec(db: LedgerDatabase, text: string): Promise<void> {
+  await sql.raw(text).execute(db.db);
+}
+
+export async function count(db: LedgerDatabase, table: string, where = ''): Promise<number> {
+  const r = await sql<{ n: number | string }>`select count(*) as n from ${sql.raw(table)} ${sql.raw(where ? `where ${where}` : '')}`.execute(db.db);
+  return Number(r.rows[0]!.n);
+}
+
+export function grantClaims(overrides: Partial<GrantClaims> = {}): GrantClaims {
+  return {
+    grant_id: newGrantId(),
+    trace_id: 'trc_0001',
+    action_id: 'http_fetch',
+    action_version: '1.0.0',
+    module_digest: `sha256:${'ab'.repeat(32)}`,
+    request_hash: `sha256:${'cd'.repeat(32)}`,
+    plan_hash: null,
+    principal: 'agent-1',
+    session_id: 'ses_0001',
+    lease_jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs',
+    epoch: 0,
+    issued_at: '2026-11-22T13:00:00.000Z',
+    expires_at: '2026-11-22T13:01:00.000Z',
+    ...overrides,
+  };
+}
+
+export function makeGrant(keys: Keystore, overrides: Partial<GrantClaims> = {}): SignedGrant {
+  return signGrant(grantClaims(overrides), keys.grant);
+}
+
+export function receiptInput(grant: SignedGrant, overrides: Partial<ReceiptInput> = {}): ReceiptInput {
+  return {
+    grant_id: grant.grant_id,
+    trace_id: grant.trace_id,
+    action_id: grant.action_id,
+    action_version: grant.action_version,
+    provider_module_digest: grant.module_digest,
+    request_hash: grant.request_hash,
+    plan_hash: grant.plan_hash,
+    principal: grant.principal,
+    session_id: grant.session_id,
+    provider_receipt: { status: 200, body: 'ok' },
+    normalized_result: { kind: 'success', summary: 'HTTP 200 OK' },
+    verification_outcome: { status: 'verified', evidence: { status_code: 200 } },
+    effect_evidence: [],
+    started_at: '2026-11-22T13:00:00.100Z',
+    finished_at: '2026-11-22T13:00:00.250Z',
+    failure_class: null,
+    result: { status: 200, body: 'ok' },
+    ...overrides,
+  };
+}
+
+export function makeReceipt(keys: Keystore, grant: SignedGrant, overrides: Partial<ReceiptInput> = {}): Receipt {
+  return buildReceipt(receiptInput(grant, overrides), keys.receipt);
+}
