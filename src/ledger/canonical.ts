@@ -56,13 +56,14 @@ function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
     }
     const proto = Object.getPrototypeOf(obj) as unknown;
     if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
-    // Null prototype: a member named "__proto__" (legal JSON) stays an ordinary member instead of
-    // silently re-parenting the copy, which would drop it from the signed bytes.
-    const out: { [k: string]: JsonValue } = Object.create(null) as { [k: string]: JsonValue };
+    const out: { [k: string]: JsonValue } = {};
     for (const [k, item] of Object.entries(obj)) {
       if (item === undefined) continue;
       if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
-      out[k] = copy(item, seen, `${path}.${k}`);
+      // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
+      // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
+      // signed bytes, letting an attacker add unsigned content to a "verified" document.
+      Object.defineProperty(out, k, { value: copy(item, seen, `${path}.${k}`), enumerable: true, writable: true, configurable: true });
     }
     return out;
   } finally {

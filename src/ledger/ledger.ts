@@ -555,7 +555,7 @@ export class Ledger {
       detail = copy;
     }
     if (opts.reserved) {
-      detail ??= Object.create(null) as { [k: string]: JsonValue };
+      detail ??= {};
       for (const [k, v] of Object.entries(opts.reserved)) {
         if (Object.hasOwn(detail, k) && detail[k] !== v) throw new TypeError(`audit event detail.${k} is reserved`);
         detail[k] = v;
