@@ -14,8 +14,8 @@ import { SecretScrubber } from './scrub.ts';
 import {
   addressDenied,
   compileDomainPatterns,
+  hasForbiddenUrlChars,
   hostMatches,
-  parseTarget,
   precheck,
   type DomainPattern,
   type PrecheckResult,
@@ -261,7 +261,7 @@ export class EgressGuard {
 
   #resolveLocation(location: string, base: string, hop: number): string {
     // The raw header gets the same character rules as a provider URL before it is resolved.
-    if (/[\u0000-\u0020\u007f-\u00a0\\]/.test(location)) throw redirectDenied('url_malformed', hop);
+    if (hasForbiddenUrlChars(location)) throw redirectDenied('url_malformed', hop);
     try {
       return new URL(location, base).href;
     } catch {

@@ -15,6 +15,7 @@ export {
 export {
   precheck,
   parseTarget,
+  hasForbiddenUrlChars,
   normalizeDomainPattern,
   compileDomainPatterns,
   hostMatches,

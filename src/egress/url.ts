@@ -52,8 +52,14 @@ const MAX_URL_LENGTH = 8192;
 const DEFAULT_PORTS: readonly number[] = [443];
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 // Controls, whitespace, backslash (parser-differential tricks), and Unicode line/paragraph separators.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const RAW_FORBIDDEN = /[\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff\\]/;
 const DOMAIN_SYNTAX = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+
+/** True when a raw URL (or Location header) holds a character the gate never accepts in one. */
+export function hasForbiddenUrlChars(raw: string): boolean {
+  return RAW_FORBIDDEN.test(raw);
+}
 
 function deny(code: GateErrorCode, reason: string, more?: Record<string, unknown>): GateError {
   return new GateError(code, `egress refused: ${reason}`, { extra: { reason, ...more } });

@@ -57,7 +57,7 @@ export type Answer = string[] | Error | ((call: number) => string[]);
 /** A resolver over a fixed table; `calls` counts every call per name. Unknown names fail like NXDOMAIN. */
 export function tableResolver(table: Record<string, Answer>): Resolver & { calls: Map<string, number>; total: () => number } {
   const calls = new Map<string, number>();
-  const fn = (async (hostname: string): Promise<ResolvedAddress[]> => {
+  const resolve = async (hostname: string): Promise<ResolvedAddress[]> => {
     const n = (calls.get(hostname) ?? 0) + 1;
     calls.set(hostname, n);
     const entry = Object.hasOwn(table, hostname) ? table[hostname] : undefined;
@@ -65,10 +65,8 @@ export function tableResolver(table: Record<string, Answer>): Resolver & { calls
     if (entry instanceof Error) throw entry;
     const list = typeof entry === 'function' ? entry(n) : entry;
     return list.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
-  }) as Resolver & { calls: Map<string, number>; total: () => number };
-  fn.calls = calls;
-  fn.total = () => [...calls.values()].reduce((a, b) => a + b, 0);
-  return fn;
+  };
+  return Object.assign(resolve, { calls, total: () => [...calls.values()].reduce((a, b) => a + b, 0) });
 }
 
 /** Asserts a GateError with the code (and reason, and any other extra fields given). */
