@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 
 const ID_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL_RE = /\p{Cc}/u;
 
 /** Action, principal, sink ids: 1–128 of `[A-Za-z0-9_.:@-]`, never `__proto__` (a key in plain objects). */
 export function isValidId(value: unknown): value is string {
