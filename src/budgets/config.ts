@@ -7,6 +7,7 @@ import type { BudgetQuery, PrincipalBudget } from './types.ts';
 export const MAX_WINDOW_SECONDS = 31_536_000;
 const MAX_ACTION_COSTS = 1000;
 const ACTION_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point (log injection)
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const FIELDS = new Set(['principal', 'window_seconds', 'max_calls', 'max_cost', 'action_costs', 'default_cost']);
 
