@@ -72,6 +72,7 @@ export const ERROR_STATUS = {
   budget_store_unavailable: 503,
   epoch_store_unavailable: 503,
   approval_store_unavailable: 503,
+  idempotency_store_unavailable: 503,
   ledger_unavailable: 503,
   identity_unavailable: 503,
   clock_error: 503,
