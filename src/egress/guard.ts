@@ -122,8 +122,9 @@ function isTlsError(err: unknown): boolean {
 
 function checkLimits(limits: EgressLimits | undefined): EgressLimits {
   const ok = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
-  if (!limits || !ok(limits.max_host_response_bytes) || !ok(limits.timeout_ms)) {
-    throw new TypeError('limits.max_host_response_bytes and limits.timeout_ms must be positive integers');
+  // setTimeout silently turns delays above 2^31-1 ms into 1 ms: refuse them instead.
+  if (!limits || !ok(limits.max_host_response_bytes) || !ok(limits.timeout_ms) || limits.timeout_ms > 0x7fffffff) {
+    throw new TypeError('limits.max_host_response_bytes and limits.timeout_ms must be positive integers (timeout_ms <= 2^31-1)');
   }
   return limits;
 }

@@ -451,6 +451,7 @@ test('options: maxRedirects outside 0..3 is a TypeError; limits must be positive
   assert.throws(() => new EgressGuard({ maxRedirects: -1 }), TypeError);
   await assert.rejects(guard.fetch({ method: 'GET', url: 'https://api.allowed.test/' }, ctx({ limits: { max_host_response_bytes: 0, timeout_ms: 10 } })), TypeError);
   await assert.rejects(guard.fetch({ method: 'GET', url: 'https://api.allowed.test/' }, ctx({ limits: { max_host_response_bytes: 10, timeout_ms: Number.NaN } })), TypeError);
+  await assert.rejects(guard.fetch({ method: 'GET', url: 'https://api.allowed.test/' }, ctx({ limits: { max_host_response_bytes: 10, timeout_ms: 2 ** 31 } })), TypeError);
 });
 
 // TLS through an unsafe range with a test CA: SNI and certificate checks use the host name while the
