@@ -45,6 +45,8 @@ export interface GateState {
 export interface GateHooks {
   onSessionBudgets?(sessionId: string, principal: string, budgets: { max_calls?: number }, ttlSeconds: number): Promise<void>;
   onSessionRenewed?(sessionId: string, ttlSeconds: number): Promise<void>;
+  /** After the kill switch: persist the epoch elsewhere, void held approvals, … */
+  onEpochAdvanced?(previous: number, current: number, operator: string): Promise<void>;
 }
 
 /** A route module mounted on one socket; `auth` says which middleware guards it. */

@@ -67,18 +67,22 @@ export async function listenUnix(app: Hono<GateEnv>, path: string, mode: number,
   await clearSocketPath(path);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   tune(server);
+  // bind(2) on a Unix socket happens synchronously inside listen(): the umask window covers
+  // exactly that call and no other file creation.
+  const listening = new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const previous = process.umask(0o777 & ~mode);
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    server.listen(path);
   } finally {
     process.umask(previous);
   }
+  await listening;
   const actual = statSync(path).mode & 0o777;
   if (actual !== mode) {
     server.close();

@@ -54,6 +54,7 @@ export function adminCoreRoutes(s: GateServices): Hono<GateEnv> {
 
   app.post('/v1/admin/revoke-all', async (c) => {
     const [previous, current] = await s.revocation.advanceEpoch();
+    await s.hooks.onEpochAdvanced?.(previous, current, c.get('operator').name);
     await s.audit.append({
       type: 'admin_revoke_all', decision: 'admin', operator: c.get('operator').name, trace_id: c.get('traceId'),
       detail: { previous_epoch: previous, current_epoch: current },

@@ -1,6 +1,8 @@
 // The configuration's JSON Schema (additionalProperties: false everywhere): the single source of
 // truth for keys, types, defaults and bounds. Environment overrides are typed from it.
 
+import { identityConfigSchema } from '../identity/config.ts';
+
 export const configSchema = {
   $id: 'https://portcullis.dev/schemas/config.json',
   type: 'object',
@@ -41,51 +43,7 @@ export const configSchema = {
       properties: { dir: { type: 'string', minLength: 1 } },
       default: {},
     },
-    identity: {
-      oneOf: [
-        {
-          type: 'object',
-          additionalProperties: false,
-          required: ['provider'],
-          properties: {
-            provider: { const: 'none' },
-            principal: { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{1,128}$' },
-            scopes: { type: 'array', items: { type: 'string' } },
-          },
-        },
-        {
-          type: 'object',
-          additionalProperties: false,
-          required: ['provider', 'map'],
-          properties: {
-            provider: { const: 'peercred' },
-            map: {
-              type: 'object',
-              propertyNames: { pattern: '^\\d{1,10}$' },
-              additionalProperties: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['principal'],
-                properties: {
-                  principal: { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{1,128}$' },
-                  scopes: { type: 'array', items: { type: 'string' } },
-                },
-              },
-            },
-            unmapped: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['principal'],
-              properties: {
-                principal: { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{1,128}$' },
-                scopes: { type: 'array', items: { type: 'string' } },
-              },
-            },
-          },
-        },
-      ],
-      default: { provider: 'none', principal: 'agent' },
-    },
+    identity: { ...identityConfigSchema, default: { provider: 'none', principal: 'agent' } },
     operators: {
       type: 'array',
       items: {

@@ -51,12 +51,12 @@ export async function runGate(runtime: Runtime, opts: RunOptions = {}): Promise<
   }
   for (const n of runtime.notices) log(n);
   log(`portcullis ${runtime.services.version} (${cfg.mode}) listening: client ${cfg.client_socket} (0660), admin ${cfg.admin_socket} (0600)`);
-  await notifySystemd('READY=1\nSTATUS=serving');
+  await notifySystemd('READY=1\nSTATUS=serving', log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      await notifySystemd('STOPPING=1');
+      await notifySystemd('STOPPING=1', log);
       runtime.services.state.draining = true;
       const deadline = Date.now() + (opts.drainTimeoutMs ?? 10_000);
       while (runtime.services.state.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -78,12 +78,13 @@ export async function runGate(runtime: Runtime, opts: RunOptions = {}): Promise<
   return { runtime, listeners, stop };
 }
 
-async function notifySystemd(state: string): Promise<void> {
+async function notifySystemd(state: string, log: (l: string) => void): Promise<void> {
   if (!process.env.NOTIFY_SOCKET) return;
   try {
     const { sdNotify } = await import('../identity/index.ts');
     sdNotify(state);
-  } catch {
-    // The native addon is optional for sd_notify; Type=notify units need it built (docs/operations.md).
+  } catch (e) {
+    // Under Type=notify a silent failure would only show as a start timeout: say why.
+    log(`sd_notify failed (${(e as Error).message}); build the addon with \`npm run build:native\` (docs/operations.md)`);
   }
 }

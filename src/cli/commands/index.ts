@@ -1,4 +1,5 @@
 // Operator commands beyond the core, one module per area.
 import type { Command } from '../command.ts';
+import { adminCommands } from './admin.ts';
 
-export const extraCommands: Command[] = [];
+export const extraCommands: Command[] = [...adminCommands];

@@ -1,0 +1,41 @@
+// Approval hold: a call the policy sends to a human is stored as an immutable plan (with its
+// hash) and answered 202 pending_approval. Nothing is debited or executed on this path.
+import type { Stage } from '../context.ts';
+import type { JsonValue } from '../../approvals/types.ts';
+
+export const approvalHold: Stage = async (ctx, deps) => {
+  if (ctx.decision!.verdict !== 'require_approval') return;
+  const m = ctx.action!.manifest;
+  const record = await deps.approvals.create({
+    trace_id: ctx.traceId,
+    action_id: m.action_id,
+    action_version: m.version,
+    risk_level: ctx.decision!.decision.risk_level,
+    provider_module_digest: m.provider_module_digest,
+    request_hash: ctx.requestHash!,
+    request: JSON.parse(ctx.canonical!) as JsonValue,
+    targets: (ctx.targets ?? []).map((t) => t.href),
+    secret_names: m.secrets.map((s) => s.name),
+    egress_profile: m.egress,
+    verifier_kind: m.verifier.kind,
+    budget_snapshot: ctx.budget ?? null,
+    principal: ctx.lease.principal,
+    session_id: ctx.lease.sessionId,
+    lease_jkt: ctx.lease.jkt,
+  }, deps.approvalTtlSeconds);
+  ctx.planHash = record.plan_hash;
+  ctx.response = {
+    status: 202,
+    body: { decision: 'pending_approval', approval_id: record.approval_id, request_hash: ctx.requestHash!, trace_id: ctx.traceId },
+  };
+  await deps.audit.append({
+    type: 'execute', decision: 'pending_approval', trace_id: ctx.traceId, action_id: ctx.actionId,
+    principal: ctx.lease.principal, session_id: ctx.lease.sessionId, reason_code: 'approval_required',
+    detail: {
+      approval_id: record.approval_id, request_hash: ctx.requestHash!, plan_hash: record.plan_hash,
+      approval_reasons: ctx.decision!.decision.approval_reasons, unresolved_domains: ctx.unresolvedDomains ?? [],
+      policy_version: ctx.decision!.decision.policy_version,
+    },
+  });
+  ctx.audited = true;
+};
