@@ -71,15 +71,16 @@ export function policyAdminRoutes(deps: PolicyAdminDeps): Hono<GateEnv> {
   // change is abandoned (the store calls this between staging and commit).
   function audited(c: Context<GateEnv>, extra: Pick<AuditEventInput, 'principal' | 'action_id'> = {}): MutationOptions {
     return {
-      beforeCommit: (change: PolicyChange) =>
-        deps.audit.append({
+      beforeCommit: async (change: PolicyChange) => {
+        await deps.audit.append({
           type: change.type,
           decision: 'admin',
           operator: c.get('operator').name,
           trace_id: c.get('traceId'),
           ...extra,
           detail: { ...change.detail, changed: change.changed, policy_version: change.policy_version },
-        }),
+        });
+      },
     };
   }
 
