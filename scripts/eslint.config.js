@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'providers/**', 'src/identity/native/build/**', '**/*.wasm'] },
+  { ignores: ['node_modules/**', 'providers/**', 'test/fixtures/providers/**', 'src/identity/native/build/**', '**/*.wasm'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

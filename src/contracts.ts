@@ -67,7 +67,7 @@ export interface AuditEventInput {
 
 /** Where admin routes and the pipeline write audit events. */
 export interface AuditSink {
-  append(event: AuditEventInput): Promise<unknown>;
+  append(event: AuditEventInput): Promise<void>;
 }
 
 /** The operator identity set by the admin auth middleware. */

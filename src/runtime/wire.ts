@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { CoreParts, Extension } from './bootstrap.ts';
 import type { RouteModule } from '../gate.ts';
+import type { AuditSink } from '../contracts.ts';
 import { openDatabase } from '../ledger/db.ts';
 import { openLedger } from '../ledger/ledger.ts';
 import { startCheckpointer } from '../ledger/checkpointer.ts';
@@ -127,7 +128,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     closers.push(() => (secrets as unknown as { close?: () => void }).close?.());
 
     const egress = new EgressGuard({ unsafeAllow: config.unsafe_egress_allow });
-    const audit = ledger;
+    const audit: AuditSink = { append: async (e) => { await ledger.append(e); } };
 
     const deps: PipelineDeps = {
       clock, audit, ledger, keystore,
