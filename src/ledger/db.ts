@@ -1,7 +1,7 @@
 // The kysely database behind the ledger (and any other store that wants durable SQL): PostgreSQL
 // through a pg Pool in production, embedded SQLite (better-sqlite3, WAL, synchronous=FULL) otherwise.
 // One schema for both; migrations are registered by name and applied once, under a lock, in a transaction.
-import { constants } from 'node:fs';
+import { constants, realpathSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -69,12 +69,14 @@ export class LedgerDatabase {
   readonly db: Kysely<LedgerTables>;
   readonly dialect: Dialect;
   readonly #migrations = new Map<string, Migration>();
+  readonly #onClose: () => void;
   #closed = false;
 
   /** @internal use {@link openDatabase}. */
-  constructor(db: Kysely<LedgerTables>, dialect: Dialect) {
+  constructor(db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined) {
     this.db = db;
     this.dialect = dialect;
+    this.#onClose = onClose;
   }
 
   /**
@@ -149,7 +151,11 @@ export class LedgerDatabase {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.db.destroy();
+    try {
+      await this.db.destroy();
+    } finally {
+      this.#onClose();
+    }
   }
 }
 
@@ -166,12 +172,24 @@ async function createPrivateDbFile(path: string): Promise<void> {
 }
 
 /**
+ * SQLite files open in this process. A second connection to the same file in one process would
+ * deadlock: better-sqlite3 waits for the write lock synchronously (busy_timeout), blocking the
+ * event loop, while the other connection's transaction needs that loop to reach COMMIT. Share the
+ * one LedgerDatabase instead (its kysely connection serializes transactions without blocking).
+ */
+const openSqliteFiles = new Set<string>();
+
+/**
  * Opens the database with the pragmas/pool settings the ledger relies on. Does not migrate:
  * register migrations (the ledger's via `openLedger`) and call `migrate()`.
  */
 export async function openDatabase(config: DatabaseConfig): Promise<LedgerDatabase> {
   if (config.kind === 'sqlite') {
     await createPrivateDbFile(config.path);
+    const key = config.path === ':memory:' ? undefined : realpathSync(config.path);
+    if (key !== undefined && openSqliteFiles.has(key)) {
+      throw new Error(`SQLite ledger ${config.path} is already open in this process; share its LedgerDatabase`);
+    }
     const sqlite = new Database(config.path);
     try {
       const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
@@ -184,7 +202,11 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
       sqlite.close();
       throw err;
     }
-    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: sqlite }) }), 'sqlite');
+    if (key !== undefined) openSqliteFiles.add(key);
+    const release = () => {
+      if (key !== undefined) openSqliteFiles.delete(key);
+    };
+    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: sqlite }) }), 'sqlite', release);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');
   const timeout = Math.trunc(config.statementTimeoutMs ?? 15000);
