@@ -158,31 +158,47 @@ export function numberToJSON(n: f64): string {
 
 const HEX = "0123456789abcdef";
 
-/** JSON string literal for `s` (quotes included). */
+/** JSON string literal for `s` (quotes included). Two passes: exact length, then one buffer. */
 export function quote(s: string): string {
-  const parts = new Array<string>();
-  parts.push('"');
-  let start = 0;
   const len = s.length;
+  let outLen = 2;
   for (let i = 0; i < len; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 0x20 && c != 0x22 && c != 0x5c) continue;
-    if (i > start) parts.push(s.substring(start, i));
-    if (c == 0x22) parts.push('\\"');
-    else if (c == 0x5c) parts.push("\\\\");
-    else if (c == 0x0a) parts.push("\\n");
-    else if (c == 0x0d) parts.push("\\r");
-    else if (c == 0x09) parts.push("\\t");
-    else {
-      parts.push("\\u00");
-      parts.push(HEX.charAt((c >> 4) & 0xf));
-      parts.push(HEX.charAt(c & 0xf));
-    }
-    start = i + 1;
+    if (c >= 0x20 && c != 0x22 && c != 0x5c) outLen += 1;
+    else if (c == 0x22 || c == 0x5c || c == 0x0a || c == 0x0d || c == 0x09) outLen += 2;
+    else outLen += 6;
   }
-  if (start < len) parts.push(s.substring(start, len));
-  parts.push('"');
-  return parts.join("");
+  if (outLen == len + 2) return '"' + s + '"';
+  const buf = new Uint16Array(outLen);
+  let o = 0;
+  buf[o++] = 0x22;
+  for (let i = 0; i < len; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c != 0x22 && c != 0x5c) {
+      buf[o++] = <u16>c;
+    } else if (c == 0x22 || c == 0x5c) {
+      buf[o++] = 0x5c;
+      buf[o++] = <u16>c;
+    } else if (c == 0x0a) {
+      buf[o++] = 0x5c;
+      buf[o++] = 0x6e;
+    } else if (c == 0x0d) {
+      buf[o++] = 0x5c;
+      buf[o++] = 0x72;
+    } else if (c == 0x09) {
+      buf[o++] = 0x5c;
+      buf[o++] = 0x74;
+    } else {
+      buf[o++] = 0x5c;
+      buf[o++] = 0x75;
+      buf[o++] = 0x30;
+      buf[o++] = 0x30;
+      buf[o++] = <u16>HEX.charCodeAt((c >> 4) & 0xf);
+      buf[o++] = <u16>HEX.charCodeAt(c & 0xf);
+    }
+  }
+  buf[o++] = 0x22;
+  return String.UTF16.decode(buf.buffer);
 }
 
 /** Parses a complete JSON text; traps (abort) on any syntax error, trailing data or excess depth. */
@@ -296,40 +312,51 @@ class Parser {
 
   string(): string {
     this.expect(0x22);
-    const parts = new Array<string>();
-    let start = this.pos;
+    const start = this.pos;
     const len = this.src.length;
+    // Pass 1: find the closing quote and the decoded length; no allocation on the common path.
+    let p = start;
+    let outLen = 0;
+    let escaped = false;
     while (true) {
-      if (this.pos >= len) throw new Error("json: unterminated string");
-      const c = this.src.charCodeAt(this.pos);
-      if (c == 0x22) {
-        if (this.pos > start) parts.push(this.src.substring(start, this.pos));
-        this.pos++;
-        return parts.join("");
-      }
+      if (p >= len) throw new Error("json: unterminated string");
+      const c = this.src.charCodeAt(p);
+      if (c == 0x22) break;
       if (c < 0x20) throw new Error("json: control character in string");
+      if (c == 0x5c) {
+        escaped = true;
+        if (p + 1 >= len) throw new Error("json: bad escape");
+        p += this.src.charCodeAt(p + 1) == 0x75 ? 6 : 2;
+      } else p++;
+      outLen++;
+    }
+    const end = p;
+    this.pos = end + 1;
+    if (!escaped) return this.src.substring(start, end);
+    // Pass 2: decode into one buffer of the exact size.
+    const buf = new Uint16Array(outLen);
+    let o = 0;
+    p = start;
+    while (p < end) {
+      const c = this.src.charCodeAt(p);
       if (c != 0x5c) {
-        this.pos++;
+        buf[o++] = <u16>c;
+        p++;
         continue;
       }
-      if (this.pos > start) parts.push(this.src.substring(start, this.pos));
-      this.pos++;
-      if (this.pos >= len) throw new Error("json: bad escape");
-      const e = this.src.charCodeAt(this.pos);
-      this.pos++;
-      if (e == 0x22) parts.push('"');
-      else if (e == 0x5c) parts.push("\\");
-      else if (e == 0x2f) parts.push("/");
-      else if (e == 0x62) parts.push("\b");
-      else if (e == 0x66) parts.push("\f");
-      else if (e == 0x6e) parts.push("\n");
-      else if (e == 0x72) parts.push("\r");
-      else if (e == 0x74) parts.push("\t");
+      const e = this.src.charCodeAt(p + 1);
+      p += 2;
+      if (e == 0x22 || e == 0x5c || e == 0x2f) buf[o++] = <u16>e;
+      else if (e == 0x62) buf[o++] = 0x08;
+      else if (e == 0x66) buf[o++] = 0x0c;
+      else if (e == 0x6e) buf[o++] = 0x0a;
+      else if (e == 0x72) buf[o++] = 0x0d;
+      else if (e == 0x74) buf[o++] = 0x09;
       else if (e == 0x75) {
-        if (this.pos + 4 > len) throw new Error("json: bad unicode escape");
+        if (p + 4 > end) throw new Error("json: bad unicode escape");
         let code: i32 = 0;
         for (let i = 0; i < 4; i++) {
-          const h = this.src.charCodeAt(this.pos + i);
+          const h = this.src.charCodeAt(p + i);
           let d: i32 = -1;
           if (h >= 0x30 && h <= 0x39) d = h - 0x30;
           else if (h >= 0x61 && h <= 0x66) d = h - 0x61 + 10;
@@ -337,11 +364,12 @@ class Parser {
           if (d < 0) throw new Error("json: bad unicode escape");
           code = (code << 4) | d;
         }
-        this.pos += 4;
-        parts.push(String.fromCharCode(code));
+        p += 4;
+        buf[o++] = <u16>code;
       } else throw new Error("json: bad escape");
-      start = this.pos;
     }
+    if (o != outLen) throw new Error("json: escape accounting");
+    return String.UTF16.decode(buf.buffer);
   }
 
   number(): f64 {

@@ -263,8 +263,8 @@ export class Sandbox {
     const started = this.#now();
     const deadlineAt = started + limits.timeout_ms;
     const controller = new AbortController();
+    // Not unref'd: a call in flight keeps the process alive until it ends or its deadline fires.
     const timer = setTimeout(() => controller.abort(new Deadline('deadline')), limits.timeout_ms);
-    timer.unref?.();
     const onCallerAbort = (): void => controller.abort(new Deadline('aborted'));
     if (options.signal) {
       if (options.signal.aborted) onCallerAbort();
@@ -384,7 +384,6 @@ export class Sandbox {
     if (live.hostLimitHit() || (live.oom.value as number) !== 0 || err instanceof HostLimitError) {
       return failWith('memory', live.hostLimitHit() ? 'host_allocation_cap' : 'memory_grow_failed', {}, err);
     }
-    if (err instanceof RangeError) return failWith('memory', 'host_range_error', {}, err);
     return failWith('provider_error', 'trap', {}, err);
   }
 
