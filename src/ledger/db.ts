@@ -221,7 +221,12 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
         oid === pg.types.builtins.INT8 ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle client's error (server restart) must not crash the process; the next query fails instead.
+  // A connection error must never crash the gate: idle clients report on the pool, checked-out
+  // clients on themselves (e.g. EPIPE writing ROLLBACK to a dead server). The failing query still
+  // rejects (-> ledger_unavailable), and pg-pool discards the dead client on release.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
 }
