@@ -102,18 +102,14 @@ export function buildClientApp(s: GateServices): Hono<GateEnv> {
   app.use('*', traceIds());
   app.route('/', healthRoutes(s));
   app.route('/', leaseRoutes(s));
-  const auth = leaseAuth({ leases: s.leaseVerifier, dpop: s.dpop, revocation: s.revocation });
-  const drain = drainGuard(() => s.state.draining);
-  for (const m of s.modules.filter((x) => x.socket === 'client')) {
-    if (m.auth === 'lease') {
-      const guarded = new Hono<GateEnv>();
-      guarded.use('*', drain, auth);
-      guarded.route('/', m.app);
-      app.route('/', guarded);
-    } else {
-      app.route('/', m.app);
-    }
-  }
+  const client = s.modules.filter((x) => x.socket === 'client');
+  for (const m of client.filter((x) => x.auth === 'none')) app.route('/', m.app);
+  // One guarded group: a sub-app's `use('*')` applies to every later route once merged, so the
+  // lease middleware must be registered exactly once (twice would consume the proof's jti twice).
+  const guarded = new Hono<GateEnv>();
+  guarded.use('*', drainGuard(() => s.state.draining), leaseAuth({ leases: s.leaseVerifier, dpop: s.dpop, revocation: s.revocation }));
+  for (const m of client.filter((x) => x.auth === 'lease')) guarded.route('/', m.app);
+  app.route('/', guarded);
   return app;
 }
 
