@@ -30,12 +30,27 @@ export interface ApprovalAdminRoutesDeps {
 
 const HOSTNAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
-/** A learn_domain value: a lowercase DNS hostname with an alphabetic TLD (no IP literals, no wildcards). */
+/**
+ * A learn_domain value: a lowercase DNS hostname with an alphabetic TLD (no IP literals, no
+ * wildcards). The approve route also requires it to be one of the plan's target hosts.
+ */
 export function parseLearnDomain(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const d = value.toLowerCase();
   if (!HOSTNAME.test(d)) throw new GateError('invalid_domain', 'learn_domain is not a hostname');
   return d;
+}
+
+/** Lowercase hostnames of a plan's targets (URLs or bare domains). */
+export function targetHosts(r: ApprovalRecord): string[] {
+  const hosts = r.plan.targets.map((t) => {
+    try {
+      return new URL(t).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    } catch {
+      return t.toLowerCase();
+    }
+  });
+  return [...new Set(hosts)];
 }
 
 function operatorOf(c: Context<GateEnv>): OperatorIdentity {
@@ -167,6 +182,13 @@ export function approvalAdminRoutes(deps: ApprovalAdminRoutesDeps): Hono<GateEnv
     const operator = operatorOf(c);
     const id = c.req.param('id');
     const learnDomain = parseLearnDomain(c.req.query('learn_domain'));
+    if (learnDomain !== undefined) {
+      // Checked before the claim: a mistyped domain must not burn the approval.
+      const hosts = targetHosts(await store.get(id));
+      if (!hosts.includes(learnDomain)) {
+        throw new GateError('invalid_domain', 'learn_domain is not one of the approved targets', { extra: { targets: hosts } });
+      }
+    }
     const outcome = await store.claim(id, operator.name);
     if (!outcome.won) {
       const cur = outcome.current;

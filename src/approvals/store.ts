@@ -100,6 +100,9 @@ export interface KyselyApprovalStoreOptions {
   claimTimeoutSeconds?: number;
 }
 
+/** Approval ids are `apr_<uuid>` (or test ids of the same alphabet); anything else cannot exist. */
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 const toMs = (v: number | string | bigint | null): number | null => (v === null ? null : Number(v));
 const iso = (v: number | string | bigint | null): string | null => (v === null ? null : new Date(Number(v)).toISOString());
 
@@ -187,7 +190,7 @@ export class KyselyApprovalStore implements ApprovalStore {
   }
 
   async find(id: string): Promise<ApprovalRecord | undefined> {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 64) return undefined;
+    if (typeof id !== 'string' || !ID.test(id)) return undefined;
     const row = await this.guard(() => this.db.selectFrom(APPROVALS_TABLE).selectAll().where('approval_id', '=', id).executeTakeFirst());
     return row ? this.toRecord(row, this.clock.now()) : undefined;
   }
@@ -219,6 +222,7 @@ export class KyselyApprovalStore implements ApprovalStore {
   }
 
   async claim(id: string, operator: string): Promise<ClaimOutcome> {
+    if (!ID.test(id)) return { won: false, current: undefined };
     const now = this.clock.now();
     const token = randomBytes(16).toString('hex');
     const row = await this.guard(() => this.db.updateTable(APPROVALS_TABLE)
@@ -250,6 +254,7 @@ export class KyselyApprovalStore implements ApprovalStore {
   }
 
   async deny(id: string, operator: string, reason: string | null): Promise<DenyOutcome> {
+    if (!ID.test(id)) return { denied: false, current: undefined };
     const now = this.clock.now();
     const row = await this.guard(() => this.db.updateTable(APPROVALS_TABLE)
       .set({ state: 'denied', decided_by: operator, decided_at: now, deny_reason: reason, updated_at: now })

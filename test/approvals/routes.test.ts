@@ -213,7 +213,7 @@ for (const backend of BACKENDS) {
       assert.deepEqual(audit.events.map((e) => [e.type, e.decision, e.reason_code]), [['approval_plan_mismatch', 'error', 'plan_hash_mismatch']]);
     });
 
-    test('learn_domain is validated before the claim and passed to executeApproved', async () => {
+    test('learn_domain is validated (hostname, one of the plan\'s targets) before the claim, then passed to executeApproved', async () => {
       const exec = new FakeExecutor();
       const { a } = gates(exec);
       for (const bad of ['', '10.0.0.1', '*.example.com', 'exa mple.com', 'localhost', 'a..b.com', `${'a'.repeat(64)}.com`]) {
@@ -223,7 +223,13 @@ for (const backend of BACKENDS) {
         assert.deepEqual(await res.json(), { error: 'invalid_domain' });
         assert.equal((await storeA.get(r.approval_id)).state, 'pending', bad);
       }
-      const r = await storeA.create(planInput(), 600);
+      const other = await storeA.create(planInput(), 600);
+      const off = await post(a, `/v1/approvals/${other.approval_id}/approve?learn_domain=api.newservice.com`);
+      assert.equal(off.status, 400, 'a domain the plan does not reach');
+      assert.deepEqual(await off.json(), { error: 'invalid_domain', targets: ['api.example.com'] });
+      assert.equal((await storeA.get(other.approval_id)).state, 'pending');
+      assert.equal(exec.calls.length, 0);
+      const r = await storeA.create(planInput({ targets: ['https://api.newservice.com/v1/items'] }), 600);
       const res = await post(a, `/v1/approvals/${r.approval_id}/approve?learn_domain=API.NewService.com`);
       assert.equal(res.status, 200);
       assert.deepEqual(exec.calls.map((c) => [c.operator, c.learnDomain]), [['alice', 'api.newservice.com']]);
