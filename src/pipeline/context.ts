@@ -26,6 +26,8 @@ export interface ActiveConfig {
   registry: Registry;
   sandbox: Sandbox;
   loadedAt: string;
+  /** Actions whose module failed verification at load: refused with this code until fixed and reloaded. */
+  refused: ReadonlyMap<string, { code: 'action_digest_mismatch' | 'action_not_registered'; reason: string }>;
 }
 
 /** What the approved path carries into the shared tail. */

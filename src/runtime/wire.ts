@@ -30,21 +30,34 @@ import { approvedExecutor, pipelineRoutes } from '../pipeline/routes.ts';
 import type { ActiveConfig, PipelineDeps } from '../pipeline/context.ts';
 import { adminOpsRoutes } from '../app/admin-ops.ts';
 import { publish } from '../observe.ts';
+import { GateError } from '../errors.ts';
 import { reconcileEpoch, raiseEpochFloor, registerEpochFloorMigration } from './epoch-floor.ts';
 
 const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..');
 
-/** Loads the manifests and registers (digest-checks, instruments) every module in a new sandbox. */
+/**
+ * Loads the manifests and registers (digest-checks, instruments) every module in a new sandbox.
+ * A module that fails verification does not stop the gate: its action is refused (403) and named.
+ */
 export async function loadActiveConfig(manifestsDir: string, cache: InstrumentCache): Promise<ActiveConfig> {
   const registry: Registry = loadRegistry(manifestsDir, { root: manifestsDir === join(PROJECT_ROOT, 'manifests') ? PROJECT_ROOT : resolve(manifestsDir, '..') });
   const sandbox = new Sandbox({ cache });
+  const refused = new Map<string, { code: 'action_digest_mismatch' | 'action_not_registered'; reason: string }>();
   try {
-    await sandbox.registerAll(registry);
+    for (const action of registry.actions()) {
+      try {
+        await sandbox.register(action.manifest, { path: action.moduleFile });
+      } catch (e) {
+        if (!(e instanceof GateError) || (e.code !== 'action_digest_mismatch' && e.code !== 'action_not_registered')) throw e;
+        refused.set(action.manifest.action_id, { code: e.code, reason: e.message });
+        publish('warning', { message: `action ${action.manifest.action_id} refused: ${e.message}` });
+      }
+    }
   } catch (e) {
     await sandbox.close();
     throw e;
   }
-  return { registry, sandbox, loadedAt: new Date().toISOString() };
+  return { registry, sandbox, loadedAt: new Date().toISOString(), refused };
 }
 
 export async function buildExtension(core: CoreParts): Promise<Extension> {
@@ -194,6 +207,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     if (unresolved > 0) {
       notices.push(`WARNING: ${unresolved} execution intent(s) have no receipt (the gate stopped between dispatch and evidence). Review them with \`portcullis intents\`.`);
     }
+    for (const [id, r] of active.refused) notices.push(`WARNING: action ${id} is refused until fixed and reloaded: ${r.reason}`);
     if (epochRaised) notices.push('WARNING: the revocation epoch store was behind its durable floor; raised it back.');
     if (config.unsafe_egress_allow.length > 0) notices.push(`WARNING: unsafe egress ranges enabled: ${config.unsafe_egress_allow.join(', ')}`);
 

@@ -220,6 +220,16 @@ export class Sandbox {
     for (const action of registry.actions()) await this.register(action.manifest, { path: action.moduleFile });
   }
 
+  /**
+   * Re-verifies the registered module of `actionId` against its pinned digest (the file is
+   * re-hashed when its identity changed). Throws action_not_registered / action_digest_mismatch.
+   */
+  verify(actionId: string): void {
+    const entry = this.#entries.get(actionId);
+    if (!entry) throw new GateError('action_not_registered', `${actionId}: not in the trust registry`);
+    entry.pinned.verify();
+  }
+
   has(actionId: string): boolean {
     return this.#entries.has(actionId);
   }

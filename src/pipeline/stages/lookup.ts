@@ -11,8 +11,11 @@ export const registryLookup: Stage = async (ctx) => {
 
 export const trust: Stage = async (ctx) => {
   const m = ctx.action!.manifest;
+  const refused = ctx.config.refused.get(m.action_id);
+  if (refused) throw new GateError(refused.code, `${m.action_id}: ${refused.reason}`);
   const registered = ctx.config.sandbox.digestOf(m.action_id);
   if (registered === undefined) throw new GateError('action_not_registered', `${m.action_id}: no verified module`);
   if (registered !== m.provider_module_digest) throw new GateError('action_digest_mismatch', `${m.action_id}: registered digest differs from manifest`);
-  // The module file itself is re-hashed (when changed) before every instantiation by the sandbox.
+  // Re-hashes the module file when it changed on disk (and again before every instantiation).
+  ctx.config.sandbox.verify(m.action_id);
 };
