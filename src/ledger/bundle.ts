@@ -206,6 +206,7 @@ export function verifyBundle(bundle: unknown, options: VerifyBundleOptions = {})
     bundle.receipts.forEach((r, index) => {
       checked += 1;
       const id = isRecord(r) && typeof r.receipt_id === 'string' ? r.receipt_id : null;
+      if (id !== null) seen.add(id);
       const status = verifyReceipt(r, rcKeys);
       if (status !== 'verified') {
         invalid.push({ index, receipt_id: id, status });
@@ -218,7 +219,6 @@ export function verifyBundle(bundle: unknown, options: VerifyBundleOptions = {})
         digest = null;
       }
       if (id === null || bound.get(id) !== digest) invalid.push({ index, receipt_id: id, status: 'unbound' });
-      if (id !== null) seen.add(id);
     });
     for (const id of bound.keys()) if (!seen.has(id)) invalid.push({ index: -1, receipt_id: id, status: 'missing' });
   }

@@ -44,8 +44,8 @@ export function newGrantId(uuid: () => string = uuidv7): string {
 }
 
 /** The exact signed bytes of a grant (any object): everything but grant_signature. */
-export function grantSigningBytes(grant: Record<string, unknown>): Buffer {
-  const { grant_signature: _sig, ...body } = grant;
+export function grantSigningBytes(grant: object): Buffer {
+  const { grant_signature: _sig, ...body } = grant as Record<string, unknown>;
   return domainBytes(DOMAIN.grant, body);
 }
 
@@ -78,7 +78,7 @@ export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
   if (problem) throw new TypeError(`grant: ${problem}`);
   const { signing_key_id: _k, grant_signature: _s, ...rest } = claims as GrantClaims & Partial<SignedGrant>;
   const body = toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
-  return { ...body, grant_signature: key.sign(grantSigningBytes(body as unknown as Record<string, unknown>)).toString('hex') };
+  return { ...body, grant_signature: key.sign(grantSigningBytes(body)).toString('hex') };
 }
 
 /**

@@ -75,8 +75,8 @@ export function resultHash(result: unknown): string {
 }
 
 /** The exact signed bytes of a receipt (any object): everything but receipt_signature and signature_status. */
-export function receiptSigningBytes(receipt: Record<string, unknown>): Buffer {
-  const { receipt_signature: _sig, signature_status: _status, ...body } = receipt;
+export function receiptSigningBytes(receipt: object): Buffer {
+  const { receipt_signature: _sig, signature_status: _status, ...body } = receipt as Record<string, unknown>;
   return domainBytes(DOMAIN.receipt, body);
 }
 
@@ -123,7 +123,7 @@ export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => s
     result_hash: resultHash(result),
     signing_key_id: key.kid,
   }) as unknown as ReceiptBody;
-  const signature = key.sign(receiptSigningBytes(body as unknown as Record<string, unknown>)).toString('hex');
+  const signature = key.sign(receiptSigningBytes(body)).toString('hex');
   return { ...body, receipt_signature: signature };
 }
 
