@@ -79,7 +79,8 @@ function parseHttpRequest(v: unknown): ProviderHttpRequest {
     if (entries.length > MAX_HEADERS) throw new ProtocolViolation('http_headers', 'too many headers');
     const out: Record<string, string> = {};
     for (const [name, value] of entries) {
-      if (!HEADER_NAME.test(name)) throw new ProtocolViolation('http_headers', 'bad header name');
+      // `__proto__` is a valid token but would be silently dropped by a plain-object assignment.
+      if (!HEADER_NAME.test(name) || name === '__proto__') throw new ProtocolViolation('http_headers', 'bad header name');
       if (typeof value !== 'string' || value.length > MAX_HEADER_VALUE || HEADER_VALUE_BAD.test(value)) {
         throw new ProtocolViolation('http_headers', 'bad header value');
       }

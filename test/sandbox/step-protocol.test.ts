@@ -30,6 +30,7 @@ const bad: { name: string; text: string; reason: string }[] = [
   { name: 'missing url', text: '{"http":{"method":"GET"}}', reason: 'http_url' },
   { name: 'attack: CRLF in header value (splitting)', text: '{"http":{"method":"GET","url":"https://a.b/","headers":{"X":"a\\r\\nHost: evil"}}}', reason: 'http_headers' },
   { name: 'attack: bad header name', text: '{"http":{"method":"GET","url":"https://a.b/","headers":{"X Y":"a"}}}', reason: 'http_headers' },
+  { name: 'attack: __proto__ header name', text: '{"http":{"method":"GET","url":"https://a.b/","headers":{"__proto__":"x"}}}', reason: 'http_headers' },
   { name: 'header value not string', text: '{"http":{"method":"GET","url":"https://a.b/","headers":{"X":1}}}', reason: 'http_headers' },
   { name: 'body not string', text: '{"http":{"method":"POST","url":"https://a.b/","body":{}}}', reason: 'http_body' },
 ];
