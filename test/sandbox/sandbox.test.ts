@@ -127,6 +127,22 @@ describe('step protocol and I/O', () => {
     );
   });
 
+  test('attack: concurrent calls with interleaved I/O never see each other\'s data', async () => {
+    const ioFor = (i: number) => {
+      let n = 0;
+      return async () => {
+        await new Promise((r) => setTimeout(r, (i * 7 + n) % 5));
+        return { status: 200, headers: {}, body: `c${i}r${n++}`, truncated: false };
+      };
+    };
+    const runs = Array.from({ length: 12 }, (_, i) => sb.run('misbehave', { mode: 'io', rounds: 1 + (i % 2) }, { io: ioFor(i) }).then((r) => ({ i, r })));
+    for (const { i, r } of await Promise.all(runs)) {
+      const want = i % 2 === 0 ? [`c${i}r0`] : [`c${i}r0`, `c${i}r1`];
+      assert.deepEqual((r.output as { bodies: string[] }).bodies, want, `call ${i}`);
+      assert.equal(r.runtime.io_calls, want.length);
+    }
+  });
+
   test('attack: asking for more requests than max_io_calls fails after exactly max_io_calls', async () => {
     const { io, requests } = recordingIo(() => okResponse);
     const f = await failure(sb.run('misbehave', { mode: 'io', rounds: 3 }, { io }));
