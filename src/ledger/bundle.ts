@@ -92,19 +92,21 @@ export async function exportBundle(ledger: Ledger, keys: BundleKeys, options: Ex
   return { manifest, events, checkpoints, ...(receipts ? { receipts } : {}), public_keys, signature };
 }
 
-/** Bundle-level failures (beyond the chain failures). */
-export type BundleFailure =
-  | 'bundle_malformed'
-  | 'bundle_unknown_kid'
-  | 'bundle_signature_invalid'
+/** Bundle-level failures (beyond the chain failures; documented in docs/ledger.md). */
+export const BUNDLE_FAILURES = [
+  'bundle_malformed',
+  'bundle_unknown_kid',
+  'bundle_signature_invalid',
   /** Manifest digests, counts or head do not match the contents. */
-  | 'manifest_mismatch'
+  'manifest_mismatch',
   /** A receipt's signature does not verify. */
-  | 'receipt_invalid'
+  'receipt_invalid',
   /** A receipt is not bound by a finalize event in the chain (receipt_id + receipt_digest). */
-  | 'receipt_unbound'
+  'receipt_unbound',
   /** The chain names a receipt the bundle does not contain. */
-  | 'receipt_missing';
+  'receipt_missing',
+] as const;
+export type BundleFailure = (typeof BUNDLE_FAILURES)[number];
 
 export interface BundleVerifyResult {
   intact: boolean;

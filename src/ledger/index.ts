@@ -14,7 +14,7 @@ export {
   type Receipt, type ReceiptBody, type ReceiptInput, type NormalizedResult, type VerificationOutcome, type FailureClass, type SignatureStatus,
 } from './receipts.ts';
 export { signGrant, verifyGrant, grantSigningBytes, newGrantId, grantProblem, GRANT_ID, type GrantClaims, type SignedGrant } from './grants.ts';
-export { exportBundle, verifyBundle, BUNDLE_FORMAT, type AuditBundle, type BundleManifest, type BundleKeys, type ExportOptions, type BundleFailure, type BundleVerifyResult, type VerifyBundleOptions } from './bundle.ts';
+export { exportBundle, verifyBundle, BUNDLE_FORMAT, BUNDLE_FAILURES, type AuditBundle, type BundleManifest, type BundleKeys, type ExportOptions, type BundleFailure, type BundleVerifyResult, type VerifyBundleOptions } from './bundle.ts';
 export { ledgerRoutes, receiptRoute, type LedgerRouteDeps } from './routes.ts';
 export { DOMAIN, canonicalJson, domainBytes, sha256Hex, jsonDigest, toJsonValue, type JsonValue, type Domain } from './canonical.ts';
-export { DECISIONS, type AuditEvent, type AppendResult, type Checkpoint, type ChainFailure, type BrokenAt, type VerifyResult, type EventFilters, type Decision } from './types.ts';
+export { DECISIONS, CHAIN_FAILURES, type AuditEvent, type AppendResult, type Checkpoint, type ChainFailure, type BrokenAt, type VerifyResult, type EventFilters, type Decision } from './types.ts';

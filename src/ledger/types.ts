@@ -40,28 +40,30 @@ export interface Checkpoint {
   signature: string;
 }
 
-/** Why a chain did not verify. */
-export type ChainFailure =
+/** Why a chain did not verify (documented in docs/ledger.md, "Verification"). */
+export const CHAIN_FAILURES = [
   /** A row does not have the stored-event shape. */
-  | 'malformed_event'
+  'malformed_event',
   /** Sequence numbers are not 1, 2, 3, …: an event was deleted or inserted. */
-  | 'seq_mismatch'
+  'seq_mismatch',
   /** `prev_hash` is not the previous event's hash: deleted, inserted or reordered events. */
-  | 'prev_hash_mismatch'
+  'prev_hash_mismatch',
   /** The event's content no longer hashes to its `hash`: the event was changed. */
-  | 'hash_mismatch'
+  'hash_mismatch',
   /** A checkpoint names a kid we do not trust. */
-  | 'checkpoint_unknown_kid'
+  'checkpoint_unknown_kid',
   /** A checkpoint's signature does not verify. */
-  | 'checkpoint_signature_invalid'
+  'checkpoint_signature_invalid',
   /** A checkpoint row does not have the checkpoint shape. */
-  | 'checkpoint_malformed'
+  'checkpoint_malformed',
   /** A signed checkpoint disagrees with the chain at its sequence number: history was rewritten. */
-  | 'checkpoint_mismatch'
+  'checkpoint_mismatch',
   /** A signed checkpoint is beyond the end of the chain: the tail was truncated. */
-  | 'truncated'
+  'truncated',
   /** A checkpoint this process signed is gone from the database. */
-  | 'checkpoint_missing';
+  'checkpoint_missing',
+] as const;
+export type ChainFailure = (typeof CHAIN_FAILURES)[number];
 
 /** The first event that does not verify: its 0-based position in the chain, the seq expected there and its id (null when missing). */
 export interface BrokenAt {

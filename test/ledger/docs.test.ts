@@ -9,11 +9,12 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { openKeystore } from '../../src/keys/index.ts';
-import { buildReceipt, receiptSigningBytes, verifyReceipt, type Receipt } from '../../src/ledger/index.ts';
+import { ADVISORY_LOCK, BUNDLE_FAILURES, CHAIN_FAILURES, buildReceipt, receiptSigningBytes, verifyReceipt, type Receipt } from '../../src/ledger/index.ts';
 import { exampleKey, exampleReceipt, EXAMPLE_SEED_HEX } from './fixtures/receipt-example.ts';
 import { makeGrant, receiptInput, tempDir, type TestContext } from './helpers.ts';
 
-const DOC = readFileSync(join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'docs', 'receipts.md'), 'utf8');
+const DOCS = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'docs');
+const DOC = readFileSync(join(DOCS, 'receipts.md'), 'utf8');
 
 function block(marker: string): string {
   const m = new RegExp(`<!-- ${marker} -->\\n\`\`\`\\w*\\n([\\s\\S]*?)\\n\`\`\``).exec(DOC);
@@ -88,4 +89,16 @@ describe('docs/receipts.md', () => {
       assert.deepEqual(out, { status: c.want, code: c.want === 'verified' ? 0 : 1 });
     });
   }
+});
+
+describe('docs/ledger.md', () => {
+  const doc = readFileSync(join(DOCS, 'ledger.md'), 'utf8');
+  for (const reason of [...CHAIN_FAILURES, ...BUNDLE_FAILURES]) {
+    test(`documents the verification reason ${reason}`, () => {
+      assert.ok(doc.includes(`\`${reason}\``), reason);
+    });
+  }
+  test('states the advisory lock key the code takes', () => {
+    assert.ok(doc.includes(`pg_advisory_xact_lock(${ADVISORY_LOCK.ledgerAppend.toString()})`));
+  });
 });
