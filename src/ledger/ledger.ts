@@ -307,7 +307,12 @@ export class Ledger {
       const intent = await tx.selectFrom('execution_intents').selectAll().where('intent_id', '=', intentId).executeTakeFirst();
       if (!intent) throw new Refusal(fail('unknown intent'));
       if (intent.resolved_at !== null) throw new Refusal(fail('intent already resolved'));
-      const grant = JSON.parse(intent.grant_json) as SignedGrant;
+      let grant: SignedGrant;
+      try {
+        grant = JSON.parse(intent.grant_json) as SignedGrant;
+      } catch (err) {
+        throw new Refusal(fail('stored grant is unreadable', err));
+      }
       const mismatch = ([
         ['grant_id', intent.grant_id], ['trace_id', intent.trace_id], ['action_id', intent.action_id],
         ['action_version', intent.action_version], ['principal', intent.principal], ['session_id', intent.session_id],
@@ -616,7 +621,10 @@ export class Ledger {
     } catch (err) {
       // The whole transaction rolled back (or its COMMIT outcome is unknown): every job in it fails.
       // Never retried here: a retry after an unknown COMMIT could record an event twice.
-      for (const job of batch) job.reject(dbError(job.failCode, err));
+      for (const job of batch) {
+        // finalize promises evidence_persistence_failed and nothing else (e.g. not clock_error).
+        job.reject(job.failCode === 'evidence_persistence_failed' ? new GateError(job.failCode, 'finalize failed', { cause: err }) : dbError(job.failCode, err));
+      }
       return;
     }
     batch.forEach((job, i) => {

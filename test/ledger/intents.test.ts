@@ -3,6 +3,7 @@
 // failure mid-way); unresolved intents survive a crash; receipts come back exactly as signed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { GateError } from '../../src/errors.ts';
 import { jsonDigest, verifyReceipt, signGrant, type AuditEvent } from '../../src/ledger/index.ts';
 import {
@@ -231,6 +232,40 @@ for (const backend of BACKENDS) {
       for (const id of ['rcpt_01900000-0000-7000-8000-000000000000', 'rcpt_x', "rcpt_' or 1=1 --", '', 'grant_01900000-0000-7000-8000-000000000000']) {
         assert.equal(await ledger.getReceipt(id), null, id);
       }
+    });
+
+    test('a broken clock: append is clock_error, finalize is still only evidence_persistence_failed', async (t) => {
+      const db = await (await backend.fresh(t)).open();
+      const keys = await testKeys(t);
+      let broken = false;
+      const ledger = await ledgerOn(db, keys, { clock: { now: () => (broken ? Number.NaN : Date.parse('2026-11-22T13:00:00Z')) } });
+      const grant = makeGrant(keys);
+      const { intent_id } = await ledger.recordIntent({ grant });
+      broken = true;
+      await assert.rejects(ledger.append({ type: 'x', decision: 'info' }), isCode('clock_error'));
+      await assert.rejects(ledger.finalize({ intentId: intent_id, receipt: makeReceipt(keys, grant), auditEvent: { type: 'execute', decision: 'allow' } }), isCode('evidence_persistence_failed'));
+      assert.equal(await count(db, 'receipts'), 0);
+      assert.equal(await ledger.countUnresolvedIntents(), 1);
+    });
+
+    test('a corrupted stored grant refuses only its own finalize; the batch commits the rest', async (t) => {
+      const db = await (await backend.fresh(t)).open();
+      const keys = await testKeys(t);
+      const ledger = await ledgerOn(db, keys);
+      const grant = makeGrant(keys);
+      const { intent_id } = await ledger.recordIntent({ grant });
+      await sql`update execution_intents set grant_json = '{broken' where intent_id = ${intent_id}`.execute(db.db);
+      const [a, f, b] = await Promise.allSettled([
+        ledger.append({ type: 'a', decision: 'info' }),
+        ledger.finalize({ intentId: intent_id, receipt: makeReceipt(keys, grant), auditEvent: { type: 'execute', decision: 'allow' } }),
+        ledger.append({ type: 'b', decision: 'info' }),
+      ]);
+      assert.equal(a.status, 'fulfilled');
+      assert.equal(b.status, 'fulfilled');
+      assert.equal(f.status, 'rejected');
+      assert.equal((f as PromiseRejectedResult).reason.code, 'evidence_persistence_failed');
+      assert.equal(await count(db, 'receipts'), 0);
+      assert.equal((await ledger.verify()).events_checked, 2);
     });
 
     test('a batch with one refused job commits the others (group commit isolation)', async (t) => {
