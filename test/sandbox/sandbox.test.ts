@@ -257,9 +257,11 @@ describe('trust: digests', () => {
       }
       await rejectsWith(sb.run('misbehave', { mode: 'ok' }, { io: noIo }), 'action_digest_mismatch');
       await rejectsWith(sb.run('misbehave', { mode: 'ok' }, { io: noIo }), 'action_digest_mismatch');
+      assert.throws(() => sb.verify('misbehave'), (e: unknown) => e instanceof GateError && e.code === 'action_digest_mismatch');
       rmSync(path);
       await rejectsWith(sb.run('misbehave', { mode: 'ok' }, { io: noIo }), 'action_digest_mismatch');
       copyFileSync(MISBEHAVE_PATH, path);
+      sb.verify('misbehave');
       assert.deepEqual((await sb.run('misbehave', { mode: 'ok' }, { io: noIo })).output, { ok: true });
       await sb.close();
     });
@@ -268,6 +270,7 @@ describe('trust: digests', () => {
   test('unknown action -> action_not_registered', async () => {
     const sb = new Sandbox({ prewarm: false });
     await rejectsWith(sb.run('nope', {}, { io: noIo }), 'action_not_registered');
+    assert.throws(() => sb.verify('nope'), (e: unknown) => e instanceof GateError && e.code === 'action_not_registered');
   });
 
   test('a run pinned to another digest (stale plan) -> action_not_registered', async () => {
