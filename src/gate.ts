@@ -66,6 +66,8 @@ export interface GateServices {
   keys: GateKeys;
   leaseVerifier: LeaseVerifier;
   dpop: DpopVerifier;
+  /** The admin socket's verifier (same replay store, never a server nonce). */
+  adminDpop: DpopVerifier;
   replay: ReplayStore;
   revocation: RevocationStore;
   identity: IdentityProvider;
@@ -100,6 +102,14 @@ export function buildClientApp(s: GateServices): Hono<GateEnv> {
   const app = new Hono<GateEnv>();
   installErrorHandler(app, 'client', () => s.dpop.nonceIssuer?.current());
   app.use('*', traceIds());
+  if (s.dpop.nonceIssuer) {
+    const issuer = s.dpop.nonceIssuer;
+    // RFC 9449 §8: a fresh nonce on every response, so clients rarely hit use_dpop_nonce.
+    app.use('*', async (c, next) => {
+      await next();
+      c.header('DPoP-Nonce', issuer.current());
+    });
+  }
   app.route('/', healthRoutes(s));
   app.route('/', leaseRoutes(s));
   const client = s.modules.filter((x) => x.socket === 'client');
@@ -121,7 +131,7 @@ export function buildAdminApp(s: GateServices): Hono<GateEnv> {
   app.route('/', healthRoutes(s));
   const write = rateLimit(new TokenBucket(s.config.rate_limits.admin_write_per_second, s.clock));
   const read = rateLimit(new TokenBucket(s.config.rate_limits.admin_read_per_second, s.clock));
-  const auth = operatorAuth({ operators: () => s.operators(), dpop: s.dpop });
+  const auth = operatorAuth({ operators: () => s.operators(), dpop: s.adminDpop });
   const guarded = new Hono<GateEnv>();
   guarded.use('*', auth, async (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? read(c, next) : write(c, next)));
   guarded.route('/', adminCoreRoutes(s));

@@ -5,12 +5,22 @@ import { CliError } from './admin-client.ts';
 import { parse, type Command } from './command.ts';
 import { coreCommands } from './commands/core.ts';
 import { extraCommands } from './commands/index.ts';
+import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { ensureStateDir } from '../runtime/state-dir.ts';
-import { createRuntime, VERSION } from '../runtime/bootstrap.ts';
-import { runGate } from '../runtime/run.ts';
-import { buildExtension } from '../runtime/wire.ts';
 import { StartupError } from '../server.ts';
+
+// Operator commands stay light: the runtime (sandbox, binaryen, policy engine, databases) is
+// loaded only by `up` and `serve`.
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+async function startGate(config: import('../config/load.ts').GateConfig): Promise<void> {
+  const { createRuntime } = await import('../runtime/bootstrap.ts');
+  const { runGate } = await import('../runtime/run.ts');
+  const { buildExtension } = await import('../runtime/wire.ts');
+  const runtime = await createRuntime(config, { extend: buildExtension });
+  await runGate(runtime, { signals: true });
+}
 
 const DEFAULT_STATE_DIR = '.portcullis';
 
@@ -47,8 +57,7 @@ const upCommand: Command = {
       config.unsafe_egress_allow = [...config.unsafe_egress_allow, ...unsafe];
       process.stderr.write(`WARNING: --unsafe-egress-allow ${unsafe.join(', ')}: egress may reach these private ranges over plain http. Local testing only; every use is audited.\n`);
     }
-    const runtime = await createRuntime(config, { extend: buildExtension });
-    await runGate(runtime, { signals: true });
+    await startGate(config);
     if (layout.created) process.stderr.write(`created ${dir} (keys, config, operator credential ${layout.credentialPath})\n`);
     if (values['print-first-call'] || layout.created) process.stderr.write(firstCallHelp(dir));
     return -1; // keep running until a signal
@@ -76,8 +85,7 @@ const serveCommand: Command = {
     if (config.unsafe_egress_allow.length > 0) {
       process.stderr.write(`WARNING: unsafe egress ranges enabled: ${config.unsafe_egress_allow.join(', ')} (unsafe_dev)\n`);
     }
-    const runtime = await createRuntime(config, { extend: buildExtension });
-    await runGate(runtime, { signals: true });
+    await startGate(config);
     return -1;
   },
 };

@@ -90,6 +90,13 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     clock,
     nonce,
   });
+  const adminDpop = nonce ? new DpopVerifier({
+    publicBaseUrl: config.public_base_url,
+    maxAgeSeconds: config.dpop.max_age_seconds,
+    maxFutureSeconds: config.dpop.max_future_seconds,
+    replay,
+    clock,
+  }) : dpop;
   const leaseKeys = new Map<string, KeyObject>([[keystore.lease.kid, keystore.lease.publicKey]]);
   const leaseVerifier = new LeaseVerifier(() => leaseKeys, config.public_base_url, clock);
   const identity = createIdentityProvider(config.identity);
@@ -116,6 +123,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     },
     leaseVerifier,
     dpop,
+    adminDpop,
     replay,
     revocation,
     identity,
