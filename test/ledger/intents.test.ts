@@ -212,13 +212,15 @@ for (const backend of BACKENDS) {
     test('after a crash (process gone between dispatch and finalize) the intent is reported unresolved', async (t) => {
       const fresh = await backend.fresh(t);
       const keys = await testKeys(t);
-      const before = await ledgerOn(await fresh.open(), keys);
+      const dbBefore = await fresh.open();
+      const before = await ledgerOn(dbBefore, keys);
       const g1 = makeGrant(keys);
       const g2 = makeGrant(keys);
       const done = await before.recordIntent({ grant: g1 });
       await before.finalize({ intentId: done.intent_id, receipt: makeReceipt(keys, g1), auditEvent: { type: 'execute', decision: 'allow' } });
       const crashed = await before.recordIntent({ grant: g2 }, { type: 'execute_dispatch', decision: 'allow' });
-      // "Restart": a new ledger on a new connection to the same database.
+      // "Restart": the old connection is gone; a new ledger on a new connection to the same database.
+      await dbBefore.close();
       const afterCrash = await ledgerOn(await fresh.open(), keys);
       const unresolved = await afterCrash.unresolvedIntents();
       assert.deepEqual(unresolved.map((i) => i.intent_id), [crashed.intent_id]);
