@@ -106,6 +106,7 @@ export class GateError extends Error {
   }
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 /** Strips control characters (log injection) and truncates to 500 characters, as the contract requires. */

@@ -1,7 +1,7 @@
 // Operator operations beyond the contract's core: unresolved intents, receipt key rotation,
 // signed audit export, reload, and per-principal budgets. Mutations are audited by name.
 import { Hono } from 'hono';
-import { GateError } from '../errors.ts';
+import { GateError, sanitizeReason } from '../errors.ts';
 import type { GateEnv } from '../http/env.ts';
 import type { AuditSink } from '../contracts.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -59,7 +59,7 @@ export function adminOpsRoutes(d: AdminOpsDeps): Hono<GateEnv> {
       const reason = e instanceof GateError && e.code === 'reload_failed' && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
       await d.audit.append({ type: 'admin_reload', decision: 'error', operator: op(c), trace_id: c.get('traceId'), reason_code: 'reload_failed', detail: { reason: reason.slice(0, 500) } }).catch(() => {});
       // An operator needs the reason to fix the file: reload_failed carries it (admin socket only).
-      return c.json({ error: 'reload_failed', reason: reason.replace(/[\u0000-\u001f]/g, ' ').slice(0, 500) }, 500);
+      return c.json({ error: 'reload_failed', reason: sanitizeReason(reason) }, 500);
     }
     await d.audit.append({ type: 'admin_reload', decision: 'admin', operator: op(c), trace_id: c.get('traceId'), detail: result as Record<string, unknown> });
     return c.json({ manifests_loaded: result.manifests_loaded, policy_reloaded: result.policy_reloaded, reloaded_at: result.reloaded_at });
