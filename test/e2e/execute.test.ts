@@ -187,6 +187,30 @@ function suite(backend: 'embedded' | 'production') {
       assert.equal(up.requests.filter((r) => r.path === '/pre').length, 0);
     });
 
+    test('receipt key rotation: new receipts use the new kid, old receipts still verify from /v1/receipt-keys', async () => {
+      const before = await agent.execute<any>('echo', { message: 'before rotation' });
+      const oldKid = (await agent.receipt(before.receipt_id) as any).signing_key_id;
+      const rot = await admin('POST', '/v1/admin/keys/rotate');
+      assert.equal(rot.status, 200, rot.text);
+      assert.equal((rot.body as any).previous_kid, oldKid);
+      const after = await agent.execute<any>('echo', { message: 'after rotation' });
+      const newReceipt = await agent.receipt(after.receipt_id) as any;
+      assert.notEqual(newReceipt.signing_key_id, oldKid);
+      const oldReceipt = await agent.receipt(before.receipt_id) as any;
+      assert.equal(oldReceipt.signature_status, 'verified');
+      const keys = (await admin('GET', '/v1/receipt-keys')).body as any;
+      assert.ok(keys.keys.some((k: any) => k.kid === oldKid) && keys.keys.some((k: any) => k.kid === newReceipt.signing_key_id));
+      const { signature_status: _a, ...o } = oldReceipt;
+      assert.equal(verifyReceipt(o, keys), 'verified');
+    });
+
+    test('every egress use of the unsafe local range is audited', async () => {
+      const ev = await admin('GET', '/v1/audit/events?limit=1000');
+      const notes = (ev.body as any).events.filter((e: any) => e.type === 'egress_unsafe_range');
+      assert.ok(notes.length >= 3, `unsafe-range notes: ${notes.length}`);
+      assert.ok(notes.every((e: any) => e.trace_id && e.action_id));
+    });
+
     test('audit chain verifies, events filter, metrics expose counters, status reports', async () => {
       const v = await admin('GET', '/v1/audit/verify');
       assert.equal((v.body as any).intact, true, v.text);
