@@ -61,13 +61,12 @@ export class PublicKeySet {
 
   /**
    * Verifies a hex Ed25519 signature over `data` with the key named `kid`. Only Ed25519 keys can
-   * answer `verified` here; a kid naming a P-256 key is `signature_invalid`.
+   * answer `verified`; a kid naming a key of another type is `unknown_kid` (no usable key).
    */
   verifyEd25519Hex(kid: unknown, data: Uint8Array, signatureHex: unknown): SignatureCheck {
     if (typeof kid !== 'string') return 'unknown_kid';
     const entry = this.#byKid.get(kid);
-    if (!entry) return 'unknown_kid';
-    if (entry.jwk.kty !== 'OKP') return 'signature_invalid';
+    if (!entry || entry.jwk.kty !== 'OKP') return 'unknown_kid';
     if (typeof signatureHex !== 'string' || !HEX_SIG_ED25519.test(signatureHex)) return 'signature_invalid';
     try {
       return cryptoVerify(null, data, entry.key, Buffer.from(signatureHex, 'hex')) ? 'verified' : 'signature_invalid';

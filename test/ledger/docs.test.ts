@@ -69,6 +69,7 @@ describe('docs/receipts.md', () => {
     { name: 'unicode and escapes in strings', make: (r) => r, want: 'verified' },
     { name: 'signature stripped', make: (r) => { const { receipt_signature: _s, ...rest } = r; return rest; }, want: 'unsigned' },
     { name: 'kid not published', make: (r) => ({ ...r, signing_key_id: 'receipt-2000-01-AAAAAAAAAAAAAAAA' }), want: 'unknown_kid' },
+    { name: 'kid naming a key that is not Ed25519', make: (r) => ({ ...r, signing_key_id: 'lease-p256' }), want: 'unknown_kid' },
     { name: 'signature of another receipt', make: (r, old) => ({ ...r, receipt_signature: old.receipt_signature }), want: 'signature_invalid' },
   ];
   for (const c of cases) {
@@ -85,7 +86,9 @@ describe('docs/receipts.md', () => {
       const input = c.make(r, old);
       const parsed = typeof input === 'string' ? JSON.parse(input) : JSON.parse(JSON.stringify(input));
       assert.equal(verifyReceipt(parsed, keys.receiptJwks()), c.want, 'verifyReceipt');
-      const out = runSnippet(t, input, keys.receiptJwks());
+      const jwks = { keys: [...keys.receiptJwks().keys, { ...keys.lease.publicJwk, kid: 'lease-p256' }] };
+      assert.equal(verifyReceipt(parsed, jwks), c.want, 'verifyReceipt with a mixed JWKS');
+      const out = runSnippet(t, input, jwks);
       assert.deepEqual(out, { status: c.want, code: c.want === 'verified' ? 0 : 1 });
     });
   }
