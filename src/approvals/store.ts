@@ -2,7 +2,7 @@
 // (embedded). Every state change is a conditional UPDATE ... WHERE state = <expected>, so exactly one
 // concurrent caller wins a claim or a deny. Database failures are approval_store_unavailable.
 import { randomBytes } from 'node:crypto';
-import { type ColumnType, type Kysely, type Selectable } from 'kysely';
+import { PostgresAdapter, sql, type ColumnType, type Kysely, type Selectable } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { systemClock, type Clock } from '../contracts.ts';
 import { GateError } from '../errors.ts';
@@ -77,11 +77,12 @@ export async function migrateApprovals(db: Kysely<any>): Promise<void> {
     await d.schema.createIndex(`${APPROVALS_TABLE}_state_exp`).ifNotExists().on(APPROVALS_TABLE).columns(['state', 'expires_at']).execute();
     await d.schema.createIndex(`${APPROVALS_TABLE}_created`).ifNotExists().on(APPROVALS_TABLE).columns(['created_at', 'approval_id']).execute();
   };
-  const adapter = db.getExecutor().adapter;
   try {
-    if (adapter.supportsTransactionalDdl) {
+    if (db.getExecutor().adapter instanceof PostgresAdapter) {
       await db.transaction().execute(async (trx) => {
-        await adapter.acquireMigrationLock(trx, { lockTable: `${APPROVALS_TABLE}_migration`, lockRowId: 'lock' });
+        // A transaction-scoped lock of our own (kysely's migration lock is session-scoped and would
+        // stay held by the pooled connection after commit).
+        await sql`select pg_advisory_xact_lock(hashtext(${`${APPROVALS_TABLE}_migration`}))`.execute(trx);
         await ddl(trx);
       });
     } else {

@@ -30,7 +30,6 @@ export interface BudgetBackend {
 export async function fastRedisClient(server: RedisServer): Promise<Redis> {
   const client = new Redis({
     path: server.socketPath,
-    lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: 1000,
@@ -38,13 +37,21 @@ export async function fastRedisClient(server: RedisServer): Promise<Redis> {
     retryStrategy: () => 50,
   });
   client.on('error', () => {});
-  await client.connect();
+  await ready(client);
   return client;
 }
 
-/** Resolves when the client is ready again (after a server restart). */
-export async function ready(client: Redis): Promise<void> {
-  if (client.status !== 'ready') await once(client, 'ready');
+/**
+ * Resolves when the client is ready (first connect or after a server restart). Connection errors
+ * in between are expected (the client retries every 50 ms); gives up 15 s after the call.
+ */
+export async function ready(client: Redis, deadline = Date.now() + 15_000): Promise<void> {
+  while (client.status !== 'ready') {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error('redis client did not become ready within 15 s');
+    // events.once rejects on an 'error' event (a failed reconnect attempt): just wait again.
+    await once(client, 'ready', { signal: AbortSignal.timeout(left) }).catch(() => {});
+  }
 }
 
 async function redisBackend(): Promise<BudgetBackend> {
