@@ -6,6 +6,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AuditSink, OperatorIdentity } from '../contracts.ts';
 import { GateError, errorBody, sanitizeReason, toGateError } from '../errors.ts';
 import type { GateEnv } from '../http/env.ts';
+import { readJsonBody } from '../app/common.ts';
 import { verifyPlanHash } from './plan.ts';
 import { DEFAULT_LIST_LIMIT } from './store.ts';
 import { APPROVAL_STATES, type ApprovalRecord, type ApprovalState, type ApprovalStore, type StoredResult } from './types.ts';
@@ -131,15 +132,12 @@ function replay(c: Context<GateEnv>, result: StoredResult): Response {
   return c.json(result.body, result.status as ContentfulStatusCode);
 }
 
+/** A deny body is `{reason}`; anything larger than this is refused while streaming (413). */
+const MAX_DENY_BODY_BYTES = 64 * 1024;
+
 async function readDenyReason(c: Context<GateEnv>): Promise<string | null> {
-  const text = await c.req.text();
-  if (text.trim() === '') return null;
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new GateError('invalid_request', 'body is not JSON');
-  }
+  const body = await readJsonBody(c, MAX_DENY_BODY_BYTES, { optional: true });
+  if (body === undefined) return null;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GateError('invalid_input', 'body must be an object', { extra: { reason: 'body must be an object' } });
   for (const k of Object.keys(body)) if (k !== 'reason') throw new GateError('invalid_input', `unknown field: ${k}`, { extra: { reason: `unknown field: ${k}` } });
   const reason = (body as { reason?: unknown }).reason;

@@ -81,7 +81,7 @@ for (const backend of BACKENDS) {
       const bb = mount(approvalAdminRoutes({ store: storeB, audit, executeApproved: exec.fn }), { operator: BOB });
       return { a, b: bb, audit };
     }
-    const post = (app: Hono<GateEnv>, path: string, body?: string) => app.request(path, { method: 'POST', body, headers: body === undefined ? {} : { 'content-type': 'application/json' } });
+    const post = (app: Hono<GateEnv>, path: string, body?: string | Uint8Array) => app.request(path, { method: 'POST', body, headers: body === undefined ? {} : { 'content-type': 'application/json' } });
 
     test('race: two operators on two gate instances approve at once -> executeApproved runs once; later approves replay the result', async () => {
       const exec = new FakeExecutor();
@@ -302,8 +302,9 @@ for (const backend of BACKENDS) {
       assert.deepEqual(body.secret_names, ['example_token']);
     });
 
-    const badDeny: [string, string, number, string][] = [
+    const badDeny: [string, string | Uint8Array, number, string][] = [
       ['not JSON', '{reason', 400, 'invalid_request'],
+      ['not UTF-8', new Uint8Array([0x7b, 0x22, 0x72, 0x65, 0x61, 0x73, 0x6f, 0x6e, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), 400, 'invalid_request'],
       ['an array', '[]', 400, 'invalid_input'],
       ['reason not a string', '{"reason": 42}', 400, 'invalid_input'],
       ['unknown field', '{"reason": "x", "approve": true}', 400, 'invalid_input'],
@@ -319,6 +320,26 @@ for (const backend of BACKENDS) {
         assert.equal((await storeA.get(r.approval_id)).state, 'pending');
       });
     }
+
+    test('attack: an oversized chunked deny body (no content-length) is 413 payload_too_large, nothing changes', async () => {
+      const exec = new FakeExecutor();
+      const { a, audit } = gates(exec);
+      const r = await storeA.create(planInput(), 600);
+      const chunk = new TextEncoder().encode(`{"reason":"${'x'.repeat(16 * 1024)}`);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(ctl) {
+          if (sent++ < 64) ctl.enqueue(chunk);
+          else ctl.close();
+        },
+      });
+      const res = await a.request(`/v1/approvals/${r.approval_id}/deny`, { method: 'POST', body, duplex: 'half', headers: { 'content-type': 'application/json' } } as RequestInit);
+      assert.equal(res.status, 413);
+      assert.deepEqual(await res.json(), { error: 'payload_too_large' });
+      assert.ok(sent < 64, `stopped reading after ${sent} chunks`);
+      assert.equal((await storeA.get(r.approval_id)).state, 'pending');
+      assert.equal(audit.events.length, 0);
+    });
 
     test('attack: admin routes mounted without operator auth refuse every request (401)', async () => {
       const exec = new FakeExecutor();
