@@ -15,7 +15,7 @@ import { startRedis, startPostgres, serviceSkipReason, type RedisServer, type Po
 import { startUpstream, type Upstream } from './fixtures.ts';
 import {
   Agent, eventually, makeSlimManifestsDir, prepareEmbeddedStateDir, runCli, socketsOf, spawnGate, startHangingUpstream,
-  writeServeConfig, START_TIMEOUT_MS, type GateProcess, type HangingUpstream,
+  writeCredentialFile, writeServeConfig, START_TIMEOUT_MS, type GateProcess, type HangingUpstream,
 } from './process-helpers.ts';
 
 const HOOK = { timeout: START_TIMEOUT_MS * 2 };
@@ -240,10 +240,13 @@ function productionSuite() {
       assert.equal((v.body as { intact: boolean }).intact, true, v.text);
     });
 
-    test('SIGKILL of one production gate between execution intent and receipt -> the other instance reports the unresolved intent (status, intents, metrics); chain intact', T, async () => {
+    test('SIGKILL of one production gate between execution intent and receipt -> the other instance reports the unresolved intent (status, intents, metrics, `portcullis intents`); chain intact', T, async () => {
       const agent = await killMidFlight(A, alice, hang, 'crash-production');
       // Gate A stays dead (the restart path is the embedded case's): B shares the database.
-      await assertUnresolvedIntentReported(B, bob, agent.lease!.session_id, { startupLog: false });
+      const intentId = await assertUnresolvedIntentReported(B, bob, agent.lease!.session_id, { startupLog: false });
+      const cli = await runCli(['intents', '--admin-socket', B.adminSocket, '--credential', writeCredentialFile(join(base, 'bob.json'), bob)]);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.ok(cli.stdout.includes(intentId), cli.stdout);
     });
   });
 }
