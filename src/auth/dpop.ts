@@ -16,7 +16,11 @@ export interface DpopOptions {
   maxFutureSeconds: number;
   replay: ReplayStore;
   clock: Clock;
-  /** Proofs issued before this instant (ms) are refused (boot fence for a non-durable replay store). */
+  /**
+   * Proofs issued before this instant (ms) are refused: the boot fence for a replay store that may
+   * have lost its last jtis (embedded: no fsync per jti; Redis without persistence). Defaults to
+   * the verifier's construction time (start-up); pass 0 to disable.
+   */
   notBeforeMs?: number;
   nonce?: NonceIssuer;
 }
@@ -72,10 +76,12 @@ const JTI = /^[\x21-\x7e]{8,128}$/;
 export class DpopVerifier {
   private readonly clockGuard: ClockGuard;
   private readonly base: string;
+  private readonly notBeforeMs: number;
 
   constructor(private readonly opts: DpopOptions) {
     this.clockGuard = new ClockGuard(opts.clock);
     this.base = opts.publicBaseUrl.replace(/\/+$/, '');
+    this.notBeforeMs = opts.notBeforeMs ?? opts.clock.now();
   }
 
   get nonceIssuer(): NonceIssuer | undefined {
@@ -118,7 +124,7 @@ export class DpopVerifier {
     const iat = p.iat as number;
     if (iat < nowS - this.opts.maxAgeSeconds) bad('iat too old');
     if (iat > nowS + this.opts.maxFutureSeconds) bad('iat in the future');
-    if (this.opts.notBeforeMs !== undefined && iat * 1000 < this.opts.notBeforeMs - 1000) bad('iat before start-up');
+    if (iat * 1000 < this.notBeforeMs - 1000) bad('iat before start-up');
     if (typeof p.jti !== 'string' || !JTI.test(p.jti)) bad('jti');
     if (typeof p.ath !== 'string' || !safeEqual(p.ath, sha256b64url(input.accessToken))) bad('ath');
     if (this.opts.nonce && !this.opts.nonce.valid(p.nonce)) {
