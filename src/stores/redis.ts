@@ -63,22 +63,47 @@ export class RedisReplayStore implements ReplayStore {
   async close(): Promise<void> { /* the shared client is closed by its owner */ }
 }
 
+// Raises the epoch to ARGV[1] when it is below (never lowers it); returns the epoch after.
+const RAISE_EPOCH = "local cur = tonumber(redis.call('GET', KEYS[1]) or '0'); local f = tonumber(ARGV[1]); if cur < f then redis.call('SET', KEYS[1], ARGV[1]); return f end; return cur";
+// Advances from max(stored, ARGV[1]): an empty Redis must not restart the count below what was seen.
+const ADVANCE_EPOCH = "local cur = tonumber(redis.call('GET', KEYS[1]) or '0'); local f = tonumber(ARGV[1]); if cur < f then cur = f end; cur = cur + 1; redis.call('SET', KEYS[1], tostring(cur)); return cur";
+
 export class RedisRevocationStore implements RevocationStore {
+  /**
+   * The highest epoch this process has seen. A Redis that restarted empty (or was flushed) would
+   * otherwise roll the kill switch back until the durable floor is re-applied (epoch-floor.ts, every
+   * 5 s): any lower read is raised back at once, so old leases never become valid again.
+   */
+  private seen = 0;
+
   constructor(private readonly redis: Redis) {}
 
   private fail(e: unknown): never {
     throw new GateError('epoch_store_unavailable', 'redis revocation store failed', { cause: e });
   }
 
+  private async observed(raw: string | null): Promise<number> {
+    const epoch = Number(raw ?? 0);
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new Error('revocation epoch is not a non-negative integer');
+    if (epoch >= this.seen) {
+      this.seen = epoch;
+      return epoch;
+    }
+    const raised = Number(await this.redis.eval(RAISE_EPOCH, 1, EPOCH_KEY, String(this.seen)));
+    if (raised > this.seen) this.seen = raised;
+    return raised;
+  }
+
   async currentEpoch(): Promise<number> {
     try {
-      return Number((await this.redis.get(EPOCH_KEY)) ?? 0);
+      return await this.observed(await this.redis.get(EPOCH_KEY));
     } catch (e) { this.fail(e); }
   }
 
   async advanceEpoch(): Promise<[number, number]> {
     try {
-      const next = await this.redis.incr(EPOCH_KEY);
+      const next = Number(await this.redis.eval(ADVANCE_EPOCH, 1, EPOCH_KEY, String(this.seen)));
+      if (next > this.seen) this.seen = next;
       return [next - 1, next];
     } catch (e) { this.fail(e); }
   }
@@ -86,7 +111,7 @@ export class RedisRevocationStore implements RevocationStore {
   async state(sessionId: string, principal: string): Promise<RevocationState> {
     try {
       const [epoch, ses, pri] = await this.redis.mget(EPOCH_KEY, `portcullis:revoked:session:${sessionId}`, `portcullis:revoked:principal:${principal}`);
-      return { epoch: Number(epoch ?? 0), sessionRevoked: ses !== null, principalRevokedBefore: Number(pri ?? 0) };
+      return { epoch: await this.observed(epoch ?? null), sessionRevoked: ses !== null, principalRevokedBefore: Number(pri ?? 0) };
     } catch (e) { this.fail(e); }
   }
 
