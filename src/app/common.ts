@@ -2,7 +2,7 @@
 // internal_error logged with the trace id), trace ids, the body size limit, JSON body parsing.
 import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { v7 as uuidv7 } from 'uuid';
-import { GateError, errorBody, toGateError } from '../errors.ts';
+import { GateError, errorBody, sanitizeReason, toGateError } from '../errors.ts';
 import type { GateEnv } from '../http/env.ts';
 import { publish } from '../observe.ts';
 
@@ -24,7 +24,8 @@ export function installErrorHandler(app: Hono<GateEnv>, socket: 'client' | 'admi
   app.onError((err, c) => {
     const ge = toGateError(err);
     if (ge.status >= 500) {
-      publish('error', { trace_id: c.get('traceId'), socket, code: ge.code, path: c.req.path, message: ge.message, cause: ge.cause ?? (err instanceof GateError ? undefined : err) });
+      // The path is the caller's (percent-decoded): no control characters into a log line.
+      publish('error', { trace_id: c.get('traceId'), socket, code: ge.code, path: sanitizeReason(c.req.path), message: ge.message, cause: ge.cause ?? (err instanceof GateError ? undefined : err) });
     }
     if (ge.status === 401) {
       publish('auth_rejected', { socket, code: ge.code });
@@ -37,12 +38,36 @@ export function installErrorHandler(app: Hono<GateEnv>, socket: 'client' | 'admi
   app.notFound((c) => c.json({ error: 'not_found' }, 404));
 }
 
-/** Reads a JSON object body with a byte cap; bad JSON -> 400 invalid_request; too big -> 413. */
-export async function readJsonBody(c: Context<GateEnv>, maxBytes = MAX_BODY_BYTES, opts: { optional?: boolean } = {}): Promise<unknown> {
+/**
+ * Reads the body, never holding more than `maxBytes`: a chunked body (no content-length) is
+ * refused as soon as it passes the cap, not after it has been buffered whole.
+ */
+export async function readCappedBody(c: Context<GateEnv>, maxBytes: number): Promise<Uint8Array> {
   const len = c.req.header('content-length');
   if (len !== undefined && Number(len) > maxBytes) throw new GateError('payload_too_large');
-  const buf = await c.req.arrayBuffer();
-  if (buf.byteLength > maxBytes) throw new GateError('payload_too_large');
+  const stream = c.req.raw.body;
+  if (!stream) return new Uint8Array(0);
+  const reader = stream.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      // The rest is left unread: the server drains (bounded) or closes the connection after the 413.
+      if (total > maxBytes) throw new GateError('payload_too_large');
+      parts.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return Buffer.concat(parts, total);
+}
+
+/** Reads a JSON object body with a byte cap; bad JSON -> 400 invalid_request; too big -> 413. */
+export async function readJsonBody(c: Context<GateEnv>, maxBytes = MAX_BODY_BYTES, opts: { optional?: boolean } = {}): Promise<unknown> {
+  const buf = await readCappedBody(c, maxBytes);
   if (buf.byteLength === 0) {
     if (opts.optional) return undefined;
     throw new GateError('invalid_request', 'empty body');
