@@ -19,8 +19,9 @@ const validateRevoke = ajv.compile({
 
 export function adminCoreRoutes(s: GateServices): Hono<GateEnv> {
   const app = new Hono<GateEnv>();
-  // Revocation marks must outlive every lease they cover.
-  const revokeTtlMs = (s.config.lease_ttl_seconds + 60) * 1000;
+  // Revocation marks must outlive every lease they cover, and every approval held by one of those
+  // leases (the approved path re-checks the requester's session and principal before it runs).
+  const revokeTtlMs = (Math.max(s.config.lease_ttl_seconds, s.config.approvals.ttl_seconds) + 60) * 1000;
 
   app.get('/v1/admin/status', async (c) => {
     const h = await s.health().catch(() => undefined);

@@ -40,6 +40,8 @@ export interface ApprovedBy {
   requestHash: string;
   /** Hosts the operator approved for this one execution (the plan's targets). */
   approvedHosts: string[];
+  /** When the call was held (ms): a principal revocation at or after it voids the approval. */
+  heldAtMs: number;
   learnDomain?: string;
 }
 

@@ -98,7 +98,8 @@ export function approvedExecutor(deps: PipelineDeps) {
       planHash: record.plan_hash,
       approved: {
         approvalId: record.approval_id, operator: opts.operator.name, operatorJkt: opts.operator.jkt,
-        planHash: record.plan_hash, requestHash: plan.request_hash, approvedHosts: hosts, ...(opts.learnDomain ? { learnDomain: opts.learnDomain } : {}),
+        planHash: record.plan_hash, requestHash: plan.request_hash, approvedHosts: hosts, heldAtMs: Date.parse(plan.created_at),
+        ...(opts.learnDomain ? { learnDomain: opts.learnDomain } : {}),
       },
     };
     // The stored plan must still describe what would run now: same version, same module digest,

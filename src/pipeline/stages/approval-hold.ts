@@ -1,5 +1,6 @@
 // Approval hold: a call the policy sends to a human is stored as an immutable plan (with its
 // hash) and answered 202 pending_approval. Nothing is debited or executed on this path.
+import { GateError } from '../../errors.ts';
 import type { Stage } from '../context.ts';
 import type { JsonValue } from '../../approvals/types.ts';
 
@@ -23,6 +24,19 @@ export const approvalHold: Stage = async (ctx, deps) => {
     session_id: ctx.lease.sessionId,
     lease_jkt: ctx.lease.jkt,
   }, deps.approvalTtlSeconds);
+  // A kill switch that landed after this call's lease check has already denied the pending list;
+  // a hold created since would escape it. Re-read the epoch now that the record exists.
+  const epoch = await deps.revocation.currentEpoch();
+  if (epoch !== ctx.lease.epoch) {
+    const out = await deps.approvals.deny(record.approval_id, 'portcullis', 'revoked: revocation epoch advanced');
+    if (out.denied) {
+      await deps.audit.append({
+        type: 'approval_deny', decision: 'admin', operator: 'portcullis', trace_id: ctx.traceId, action_id: ctx.actionId,
+        principal: ctx.lease.principal, session_id: ctx.lease.sessionId, reason_code: 'epoch_revoked', detail: { approval_id: record.approval_id },
+      });
+    }
+    throw new GateError('invalid_lease', 'lease from a revoked epoch (kill switch during the hold)');
+  }
   ctx.planHash = record.plan_hash;
   ctx.response = {
     status: 202,

@@ -53,9 +53,15 @@ export const grantRecheck: Stage = async (ctx, deps) => {
   const g = ctx.grant!;
   if (verifyGrant(g, deps.keystore.grantKeys()) !== 'verified') throw new GateError('internal_error', 'grant signature did not verify');
   if (Date.parse(g.expires_at) <= deps.clock.now()) throw new GateError('invalid_lease', 'grant expired before dispatch');
+  // On the approved path a revoked requester is a stale approval (409), not an operator auth failure.
+  const revoked = (why: string) => new GateError(ctx.approved ? 'approval_conflict' : 'invalid_lease', why);
   const rev = await deps.revocation.state(g.session_id, g.principal);
-  if (rev.epoch !== g.epoch) throw new GateError('invalid_lease', 'grant from a revoked epoch');
-  if (rev.sessionRevoked) throw new GateError('invalid_lease', 'session revoked');
+  if (rev.epoch !== g.epoch) throw revoked('grant from a revoked epoch');
+  if (rev.sessionRevoked) throw revoked('session revoked');
+  // A principal revocation covers every lease issued up to it. The lease was checked at auth; here
+  // we catch one that landed since: after the call started, or (approved path) after the hold.
+  const since = ctx.approved ? ctx.approved.heldAtMs : ctx.startedAt;
+  if (!Number.isFinite(since) || rev.principalRevokedBefore >= since) throw revoked('principal revoked');
   if (ctx.config.sandbox.digestOf(g.action_id) !== g.module_digest) throw new GateError('action_digest_mismatch', 'module changed after the grant');
   if (g.request_hash !== ctx.requestHash) throw new GateError('internal_error', 'grant bound to another request');
 };
