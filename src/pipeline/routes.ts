@@ -10,6 +10,7 @@ import type { ApprovalRecord } from '../approvals/types.ts';
 import type { OperatorIdentity } from '../contracts.ts';
 import type { IdempotencyStore } from '../idempotency/index.ts';
 import { createHash } from 'node:crypto';
+import { publish } from '../observe.ts';
 
 const ACTION_ID = /^[a-z][a-z0-9_]{0,63}$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -60,14 +61,21 @@ export function pipelineRoutes(deps: PipelineRouteDeps): Hono<GateEnv> {
     let out: Outcome | undefined;
     try {
       out = await runStages(EXECUTE, ctx, deps);
-      return send(c, out);
     } finally {
       // Transient failures (5xx before anything ran) release the key so the retry can proceed;
       // every other outcome (incl. 202, 4xx, and post-dispatch results) is what a retry gets back.
       const token = begun.token;
-      if (out && (out.status < 500 || ctx.intentId)) await deps.idempotency.finish(scope, key, fingerprint, { status: out.status, body: out.body }, token);
-      else await deps.idempotency.release(scope, key, fingerprint, token);
+      const done = out && (out.status < 500 || ctx.intentId);
+      try {
+        if (done) await deps.idempotency.finish(scope, key, fingerprint, { status: out!.status, body: out!.body }, token);
+        else await deps.idempotency.release(scope, key, fingerprint, token);
+      } catch (e) {
+        // Never let the key store replace the real outcome (the action may have run) with a 5xx
+        // the caller would retry. The key stays held (idempotency_in_progress) until its lock expires.
+        publish('error', { trace_id: ctx.traceId, code: 'idempotency_store_unavailable', path: `execute:${ctx.actionId}`, message: 'could not record the Idempotency-Key outcome', cause: e });
+      }
     }
+    return send(c, out!);
   });
 
   app.post('/v1/actions/:id/preflight', async (c) => {
