@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 shopt -s globstar nullglob
 files=(test/**/*.test.ts)
 if ((${#files[@]} == 0)); then echo "no test files found" >&2; exit 1; fi
-exec node --import tsx --test --test-concurrency=2 --test-timeout=240000 "$@" "${files[@]}"
+exec node --import tsx --import ./src/loader/register.mjs --test --test-concurrency=2 --test-timeout=240000 "$@" "${files[@]}"
