@@ -5,7 +5,7 @@ export type {
 } from './types.ts';
 export { APPROVAL_STATES } from './types.ts';
 export { canonicalJson, computePlanHash, verifyPlanHash } from './plan.ts';
-export { KyselyApprovalStore, migrateApprovals, APPROVALS_TABLE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type KyselyApprovalStoreOptions } from './store.ts';
+export { KyselyApprovalStore, migrateApprovals, approvalsSchema, APPROVALS_TABLE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type KyselyApprovalStoreOptions } from './store.ts';
 export { startApprovalReaper, type ApprovalReaper, type ApprovalReaperOptions } from './reaper.ts';
 export {
   approvalAdminRoutes, approvalPollRoutes, approvalDetail, approvalSummary, parseLearnDomain,

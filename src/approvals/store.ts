@@ -52,31 +52,37 @@ export const MAX_LIST_LIMIT = 200;
  * Creates the approvals table and its indexes if missing. Idempotent, and safe when several gate
  * instances start at once (PostgreSQL: under an advisory transaction lock).
  */
+/**
+ * The approvals table and indexes (idempotent DDL, no transaction of its own): for a migration
+ * runner that already holds a lock inside a transaction, such as LedgerDatabase.migrate().
+ */
+export async function approvalsSchema(d: Kysely<any>): Promise<void> {
+  await d.schema.createTable(APPROVALS_TABLE).ifNotExists()
+    .addColumn('approval_id', 'varchar(64)', (c) => c.primaryKey())
+    .addColumn('trace_id', 'text', (c) => c.notNull())
+    .addColumn('action_id', 'text', (c) => c.notNull())
+    .addColumn('principal', 'text', (c) => c.notNull())
+    .addColumn('session_id', 'text', (c) => c.notNull())
+    .addColumn('state', 'varchar(16)', (c) => c.notNull())
+    .addColumn('plan', 'text', (c) => c.notNull())
+    .addColumn('plan_hash', 'varchar(80)', (c) => c.notNull())
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addColumn('expires_at', 'bigint', (c) => c.notNull())
+    .addColumn('claimed_by', 'text')
+    .addColumn('claim_token', 'varchar(64)')
+    .addColumn('claimed_at', 'bigint')
+    .addColumn('decided_by', 'text')
+    .addColumn('decided_at', 'bigint')
+    .addColumn('deny_reason', 'text')
+    .addColumn('result', 'text')
+    .addColumn('updated_at', 'bigint', (c) => c.notNull())
+    .execute();
+  await d.schema.createIndex(`${APPROVALS_TABLE}_state_exp`).ifNotExists().on(APPROVALS_TABLE).columns(['state', 'expires_at']).execute();
+  await d.schema.createIndex(`${APPROVALS_TABLE}_created`).ifNotExists().on(APPROVALS_TABLE).columns(['created_at', 'approval_id']).execute();
+}
+
 export async function migrateApprovals(db: Kysely<any>): Promise<void> {
-  const ddl = async (d: Kysely<any>) => {
-    await d.schema.createTable(APPROVALS_TABLE).ifNotExists()
-      .addColumn('approval_id', 'varchar(64)', (c) => c.primaryKey())
-      .addColumn('trace_id', 'text', (c) => c.notNull())
-      .addColumn('action_id', 'text', (c) => c.notNull())
-      .addColumn('principal', 'text', (c) => c.notNull())
-      .addColumn('session_id', 'text', (c) => c.notNull())
-      .addColumn('state', 'varchar(16)', (c) => c.notNull())
-      .addColumn('plan', 'text', (c) => c.notNull())
-      .addColumn('plan_hash', 'varchar(80)', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .addColumn('expires_at', 'bigint', (c) => c.notNull())
-      .addColumn('claimed_by', 'text')
-      .addColumn('claim_token', 'varchar(64)')
-      .addColumn('claimed_at', 'bigint')
-      .addColumn('decided_by', 'text')
-      .addColumn('decided_at', 'bigint')
-      .addColumn('deny_reason', 'text')
-      .addColumn('result', 'text')
-      .addColumn('updated_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await d.schema.createIndex(`${APPROVALS_TABLE}_state_exp`).ifNotExists().on(APPROVALS_TABLE).columns(['state', 'expires_at']).execute();
-    await d.schema.createIndex(`${APPROVALS_TABLE}_created`).ifNotExists().on(APPROVALS_TABLE).columns(['created_at', 'approval_id']).execute();
-  };
+  const ddl = approvalsSchema;
   try {
     if (db.getExecutor().adapter instanceof PostgresAdapter) {
       await db.transaction().execute(async (trx) => {

@@ -18,7 +18,7 @@ import { openPolicyDataStore } from '../policy/data-store.ts';
 import { policyAdminRoutes } from '../policy/routes.ts';
 import { emptyPolicyData } from '../policy/engine.ts';
 import { RedisBudgetStore, SqliteBudgetStore, migrateSqliteBudgets, type BudgetStore } from '../budgets/index.ts';
-import { KyselyApprovalStore, migrateApprovals, approvalAdminRoutes, approvalPollRoutes, startApprovalReaper } from '../approvals/index.ts';
+import { KyselyApprovalStore, approvalsSchema, approvalAdminRoutes, approvalPollRoutes, startApprovalReaper } from '../approvals/index.ts';
 import { SqliteSecretsStore } from '../secrets/store.ts';
 import { SecretCipher } from '../secrets/cipher.ts';
 import { loadOrCreateKeyFile, loadSecretKey } from '../secrets/key.ts';
@@ -73,7 +73,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       ? { kind: 'postgres', connectionString: config.database_url! }
       : { kind: 'sqlite', path: join(config.state_dir, 'ledger.db') });
     closers.push(() => database.close());
-    database.registerMigration('approvals/0001_init', { up: (db) => migrateApprovals(db) });
+    database.registerMigration('approvals/0001_init', { up: (db) => approvalsSchema(db) });
     registerEpochFloorMigration(database);
     await database.migrate();
     // Never let the revocation epoch move backwards (a Redis that lost its data).

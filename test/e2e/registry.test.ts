@@ -83,7 +83,7 @@ test('a provider that loops forever is stopped by fuel (not the wall clock); the
 });
 
 test('a provider that grows memory past its cap fails cleanly; the next call succeeds', async () => {
-  const e = await agent.execute('misbehave', { mode: 'grow' }).catch((x) => x);
+  const e = await agent.execute('misbehave', { mode: 'grow' }).catch((x: unknown) => x) as PortcullisError;
   assert.equal(e.status, 502);
   const receipt = await agent.receipt(await lastReceipt('misbehave')) as any;
   assert.match(receipt.normalized_result.reason, /^memory/);
@@ -95,7 +95,7 @@ test('a flipped byte in a module under the running gate -> 403 action_digest_mis
   const original = readFileSync(file);
   assert.equal((await agent.execute<any>('echo', { message: 'x' })).action_id, 'echo');
   const flipped = Buffer.from(original);
-  flipped[flipped.length - 10] ^= 0x01;
+  flipped[flipped.length - 10]! ^= 0x01;
   writeFileSync(file, flipped);
   await assert.rejects(agent.execute('echo', { message: 'x' }), (x: any) => x.status === 403 && x.code === 'action_digest_mismatch');
   writeFileSync(file, original);
@@ -106,7 +106,7 @@ test('a flipped byte at start-up: the gate starts, that action is refused (403),
   const file = join(base, 'providers', 'echo', 'echo.wasm');
   const original = readFileSync(file);
   const flipped = Buffer.from(original);
-  flipped[100] ^= 0x80;
+  flipped[100]! ^= 0x80;
   writeFileSync(file, flipped);
   await stop();
   await start();

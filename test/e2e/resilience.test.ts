@@ -14,7 +14,7 @@ import type { RawResponse } from '../../src/client/transport.ts';
 import pg from 'pg';
 import { openDatabase } from '../../src/ledger/db.ts';
 import { LEDGER_MIGRATIONS } from '../../src/ledger/schema.ts';
-import { migrateApprovals } from '../../src/approvals/index.ts';
+import { approvalsSchema } from '../../src/approvals/index.ts';
 import { registerEpochFloorMigration } from '../../src/runtime/epoch-floor.ts';
 import { startRedis, startPostgres, serviceSkipReason, type RedisServer, type PostgresServer } from '../helpers/services.ts';
 import { startUpstream, type Upstream } from './fixtures.ts';
@@ -256,10 +256,7 @@ function productionSuite() {
 
     // The same start-up as src/runtime/wire.ts (approvals + epoch floor, then the ledger), three
     // instances at once on a fresh database, a few rounds: the cross-instance migration lock must hold.
-    test('three gate instances start at once on an empty PostgreSQL -> every instance migrates and starts (no duplicate-migration failure)', {
-      ...T,
-      todo: 'BUG: migrateApprovals (src/approvals/store.ts) opens its own transaction inside LedgerDatabase.migrate()\'s; its COMMIT ends the migration transaction and releases the migrations lock, so concurrent starts collide',
-    }, async () => {
+    test('three gate instances start at once on an empty PostgreSQL -> every instance migrates and starts (no duplicate-migration failure)', T, async () => {
       const admin = new pg.Client({ connectionString: pgServer.url });
       await admin.connect();
       const failures: string[] = [];
@@ -271,7 +268,7 @@ function productionSuite() {
           const start = async () => {
             const database = await openDatabase({ kind: 'postgres', connectionString: url });
             try {
-              database.registerMigration('approvals/0001_init', { up: (db) => migrateApprovals(db) });
+              database.registerMigration('approvals/0001_init', { up: (db) => approvalsSchema(db) });
               registerEpochFloorMigration(database);
               await database.migrate();
               for (const [n, m] of Object.entries(LEDGER_MIGRATIONS)) database.registerMigration(n, m);
