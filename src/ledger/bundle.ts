@@ -71,7 +71,8 @@ export async function exportBundle(ledger: Ledger, keys: BundleKeys, options: Ex
     events.push(...page);
     after = page[page.length - 1]!.seq;
   }
-  const checkpoints = await ledger.readCheckpoints(upto);
+  // Every checkpoint, also those past the current head: a truncated tail must show in the bundle.
+  const checkpoints = await ledger.readCheckpoints();
   const receipts = options.receipts === false ? undefined : await ledger.readReceipts(upto);
   const public_keys = { checkpoint: keys.checkpointJwks(), receipt: keys.receiptJwks() };
   const last = events[events.length - 1];

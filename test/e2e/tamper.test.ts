@@ -169,7 +169,6 @@ const CASES: TamperCase[] = [
   },
   {
     name: 'truncate: delete the last three events and their receipts, checkpoints left (triggers dropped first) -> truncated',
-    offlineBug: 'BUG: exportBundle (src/ledger/bundle.ts) exports only checkpoints with seq <= the current head, so the checkpoints that prove the truncation are left out and the truncated ledger exports as an intact, freshly signed bundle',
     async tamper(db, rows) {
       const keep = rows.length - 3;
       await db.dropAppendOnly(['audit_events', 'receipts']);
