@@ -260,7 +260,7 @@ describe('security review A: full pipeline (embedded)', () => {
     assert.ok(r.sentWhenAnswered <= 8 << 20, `the gate read ${r.sentWhenAnswered} bytes before answering (cap is 1 MiB)`);
   });
 
-  test('attack (admin, operators only): chunked 64 MiB body to a policy route is buffered before the 64 KiB cap', { todo: 'src/policy/routes.ts reads c.req.text() before checking the size when there is no content-length; stream with a byte cap (same as readJsonBody in src/app/common.ts). Same in src/approvals/routes.ts readDenyReason and src/secrets/routes.ts readValue.' }, async () => {
+  test('attack (admin, operators only): chunked 64 MiB body to a policy route is buffered before the 64 KiB cap', { todo: 'src/policy/routes.ts reads c.req.text() before checking the size when there is no content-length; use readJsonBody / readCappedBody from src/app/common.ts (streams with a byte cap). Same in src/secrets/routes.ts readValue (c.req.arrayBuffer()). The approvals deny body already uses readJsonBody.' }, async () => {
     const path = '/v1/admin/domains';
     const r = await streamChunked(g.config.admin_socket, path, 64 << 20, operatorHeaders(g.operator, 'POST', path));
     assert.equal(r.status, 413);
@@ -602,5 +602,30 @@ describe('security review E: approval hold vs the kill switch', () => {
     assert.notEqual(out.status, 202, 'a hold from a revoked epoch was answered 202 and left pending');
     assert.deepEqual(denied, ['apr_race'], 'the racing approval is denied');
     assert.equal(audit.filter((e) => e.type === 'execute').length, 1, 'exactly one terminal execute event');
+  });
+
+  test('attack: the ledger refuses the hold\'s audit event -> the agent gets a 5xx and retries; the unrecorded approval must not stay pending (two approvals, two executions)', async () => {
+    const denied: string[] = [];
+    const deps = {
+      audit: { append: async () => { throw new Error('ledger down'); } },
+      approvals: {
+        create: async () => ({ approval_id: 'apr_unrecorded', plan_hash: 'sha256:00' }),
+        deny: async (id: string) => { denied.push(id); return { denied: true, record: {} }; },
+      },
+      revocation: { currentEpoch: async () => 0 },
+      budgets: { refund: async () => true },
+      approvalTtlSeconds: 3600,
+    } as unknown as PipelineDeps;
+    const ctx = {
+      mode: 'execute', traceId: 'trc_unrecorded', actionId: 'webhook_high', startedAt: Date.now(), body: {},
+      lease: { principal: 'agent', sessionId: 'ses_x', scopes: [], budgets: undefined, epoch: 0, jkt: 'A'.repeat(43) },
+      action: { manifest: { action_id: 'webhook_high', version: '1.0.0', provider_module_digest: 'sha256:11', secrets: [], egress: {}, verifier: { kind: 'none' } } },
+      decision: { verdict: 'require_approval', decision: { risk_level: 'high', approval_reasons: ['risk'], policy_version: 'v1' } },
+      canonical: '{}', requestHash: 'sha256:22', targets: [],
+    } as unknown as ExecContext;
+    const out = await runStages([approvalHold], ctx, deps);
+    assert.ok(out.status >= 500, `status ${out.status}`);
+    assert.deepEqual(out.body, { error: (out.body as { error: string }).error }, '5xx body carries the code only');
+    assert.deepEqual(denied, ['apr_unrecorded'], 'the approval the ledger never saw is withdrawn');
   });
 });

@@ -42,7 +42,7 @@ export const approvalHold: Stage = async (ctx, deps) => {
     status: 202,
     body: { decision: 'pending_approval', approval_id: record.approval_id, request_hash: ctx.requestHash!, trace_id: ctx.traceId },
   };
-  await deps.audit.append({
+  await holdAudited(deps, record.approval_id, () => deps.audit.append({
     type: 'execute', decision: 'pending_approval', trace_id: ctx.traceId, action_id: ctx.actionId,
     principal: ctx.lease.principal, session_id: ctx.lease.sessionId, reason_code: 'approval_required',
     detail: {
@@ -50,6 +50,20 @@ export const approvalHold: Stage = async (ctx, deps) => {
       approval_reasons: ctx.decision!.decision.approval_reasons, unresolved_domains: ctx.unresolvedDomains ?? [],
       policy_version: ctx.decision!.decision.policy_version,
     },
-  });
+  }));
   ctx.audited = true;
 };
+
+/**
+ * The hold's audit event must be written, or the approval withdrawn: the agent gets a 5xx and
+ * retries, and a pending approval the ledger never saw would sit beside the retry's (approving
+ * both would run the call twice).
+ */
+async function holdAudited(deps: Parameters<Stage>[1], approvalId: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+  } catch (e) {
+    await deps.approvals.deny(approvalId, 'portcullis', 'withdrawn: the hold could not be recorded in the ledger').catch(() => undefined);
+    throw e;
+  }
+}
