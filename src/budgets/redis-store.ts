@@ -164,6 +164,16 @@ export class RedisBudgetStore implements BudgetStore {
     await this.guard(() => INIT.run(this.redis, [this.sessionKey(sessionId)], [String(budgets.max_calls), String(Math.ceil(ttlSeconds * 1000))], this.timeoutMs));
   }
 
+  async extendSession(sessionId: string, ttlSeconds: number): Promise<void> {
+    if (typeof sessionId !== 'string' || sessionId.length === 0) throw new TypeError('sessionId is required');
+    if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new TypeError('ttlSeconds must be positive');
+    const ms = Math.ceil(ttlSeconds * 1000);
+    // Only lengthens a live counter (PEXPIRE on a missing key is a no-op; GT never shortens).
+    await this.guard(() => this.redis.eval(
+      "local t = redis.call('PTTL', KEYS[1]); if t >= 0 and t < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end; return 1",
+      1, this.sessionKey(sessionId), String(ms)));
+  }
+
   private args(q: BudgetQuery): (string | number)[] {
     return [String(this.clock.now()), q.lease?.max_calls !== undefined ? '1' : '0', q.actionId, q.cost === undefined ? '' : String(q.cost)];
   }

@@ -50,6 +50,7 @@ function prepare(db: Database.Database) {
       ON CONFLICT(session_id) DO UPDATE SET max_calls = excluded.max_calls, used = 0, expires_at = excluded.expires_at
       WHERE budget_sessions.expires_at <= ?`),
     getSession: db.prepare('SELECT max_calls, used FROM budget_sessions WHERE session_id = ? AND expires_at > ?'),
+    extendSession: db.prepare('UPDATE budget_sessions SET expires_at = max(expires_at, ?) WHERE session_id = ? AND expires_at > ?'),
     incSession: db.prepare('UPDATE budget_sessions SET used = used + 1 WHERE session_id = ?'),
     decSession: db.prepare('UPDATE budget_sessions SET used = used - 1 WHERE session_id = ? AND used > 0 AND expires_at > ?'),
     getConfig: db.prepare('SELECT config FROM budget_principals WHERE principal = ?'),
@@ -187,6 +188,13 @@ export class SqliteBudgetStore implements BudgetStore {
     if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new TypeError('ttlSeconds must be positive');
     const now = this.clock.now();
     this.run(() => this.st.initSession.run(sessionId, budgets.max_calls, now + Math.ceil(ttlSeconds * 1000), now));
+  }
+
+  async extendSession(sessionId: string, ttlSeconds: number): Promise<void> {
+    if (typeof sessionId !== 'string' || sessionId.length === 0) throw new TypeError('sessionId is required');
+    if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new TypeError('ttlSeconds must be positive');
+    const now = this.clock.now();
+    this.run(() => this.st.extendSession.run(now + Math.ceil(ttlSeconds * 1000), sessionId, now));
   }
 
   async snapshot(q: BudgetQuery): Promise<BudgetSnapshot> {

@@ -67,6 +67,11 @@ export interface BudgetDebitResult {
 export interface BudgetStore {
   /** Creates the session's lease counter (at lease issuance). Never resets an existing counter. */
   initSession(sessionId: string, budgets: { max_calls: number }, ttlSeconds: number): Promise<void>;
+  /**
+   * Keeps a live session counter for at least `ttlSeconds` more (lease renewal). Never creates,
+   * resets or shortens a counter; a counter already gone stays gone (budget_session_not_found).
+   */
+  extendSession(sessionId: string, ttlSeconds: number): Promise<void>;
   /** Read-only view for policy input; throws budget_session_not_found / budget_store_unavailable. */
   snapshot(query: BudgetQuery): Promise<BudgetSnapshot>;
   /** Atomically checks every applicable counter and debits all of them, or throws budget_exhausted. */

@@ -2,6 +2,7 @@
 // "Approval allowlist", "Learned domains", "Learned paths"). Every body is validated before
 // anything changes; every mutation is audited (before it takes effect) with the operator's name.
 import { Hono, type Context } from 'hono';
+import { readCappedBody } from '../app/common.ts';
 import { GateError } from '../errors.ts';
 import type { AuditEventInput, AuditSink } from '../contracts.ts';
 import type { GateEnv } from '../http/env.ts';
@@ -53,13 +54,11 @@ export function policyAdminRoutes(deps: PolicyAdminDeps): Hono<GateEnv> {
   const maxBody = deps.maxBodyBytes ?? 64 * 1024;
 
   async function body<T>(c: Context<GateEnv>, validate: Validator<T>, badShape: 'invalid_request' | 'invalid_input'): Promise<T> {
-    const declared = Number(c.req.header('content-length') ?? '0');
-    if (declared > maxBody) throw new GateError('payload_too_large', 'request body too large');
-    const text = await c.req.text();
-    if (Buffer.byteLength(text) > maxBody) throw new GateError('payload_too_large', 'request body too large');
+    // Streams with a byte cap: a chunked body is cut at maxBody, never buffered whole.
+    const bytes = await readCappedBody(c, maxBody);
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
     } catch {
       throw new GateError('invalid_request', 'body is not JSON');
     }

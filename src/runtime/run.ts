@@ -20,6 +20,12 @@ export interface RunOptions {
   drainTimeoutMs?: number;
 }
 
+/** Paths served by the admin socket (the rest, including receipts and approval polls, are the client's). */
+export function isAdminPath(path: string): boolean {
+  return /^\/v1\/admin(\/|$)/.test(path) || /^\/v1\/audit(\/|$)/.test(path) || path === '/metrics' || path === '/v1/receipt-keys'
+    || (/^\/v1\/approvals(\/|$)/.test(path) && !/^\/v1\/approvals\/[^/]+\/poll$/.test(path));
+}
+
 export async function runGate(runtime: Runtime, opts: RunOptions = {}): Promise<RunningGate> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const cfg = runtime.config;
@@ -32,14 +38,10 @@ export async function runGate(runtime: Runtime, opts: RunOptions = {}): Promise<
     listeners.push(await listenUnix(runtime.clientApp, cfg.client_socket, 0o660, cfg.client_socket_group));
     listeners.push(await listenUnix(runtime.adminApp, cfg.admin_socket, 0o600));
     if (cfg.unsafe_expose_http && cfg.http_listen) {
-      // Dev only: both endpoint sets merged on one loopback listener (client routes first).
+      // Dev only: both endpoint sets merged on one loopback listener, dispatched by path (each
+      // app keeps its own authentication: lease + DPoP, or operator key + DPoP).
       const merged = new Hono<GateEnv>();
-      merged.all('*', async (c) => {
-        const res = await runtime.clientApp.fetch(c.req.raw, c.env);
-        if (res.status !== 404) return res;
-        const body = await res.clone().json().catch(() => undefined) as { error?: string } | undefined;
-        return body?.error === 'not_found' ? runtime.adminApp.fetch(c.req.raw, c.env) : res;
-      });
+      merged.all('*', (c) => (isAdminPath(new URL(c.req.url).pathname) ? runtime.adminApp : runtime.clientApp).fetch(c.req.raw, c.env));
       listeners.push(await listenLoopbackTcp(merged, cfg.http_listen));
       log(`WARNING: unsafe_expose_http is on: the gate also listens on http://${cfg.http_listen} (loopback, dev only)`);
     }

@@ -232,6 +232,8 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
         onSessionBudgets: async (sessionId, _principal, b, ttl) => {
           if (b.max_calls !== undefined) await budgets.initSession(sessionId, { max_calls: b.max_calls }, ttl);
         },
+        // A renewed lease keeps its session's counter alive as long as the new lease.
+        onSessionRenewed: async (sessionId, ttl) => { await budgets.extendSession(sessionId, ttl); },
       },
       notices,
       health: async () => {

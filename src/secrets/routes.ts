@@ -2,6 +2,7 @@
 // No route ever returns a value; every change is audited with the operator's name and the secret's
 // name only. Errors are thrown as GateError for the admin app's error handler.
 import { Hono, type Context } from 'hono';
+import { readCappedBody } from '../app/common.ts';
 import { GateError } from '../errors.ts';
 import type { AuditSink } from '../contracts.ts';
 import type { GateEnv } from '../http/env.ts';
@@ -27,10 +28,8 @@ function operatorName(c: Context<GateEnv>): string {
 async function readValue(c: Context<GateEnv>): Promise<string> {
   const ct = c.req.header('content-type');
   if (ct === undefined || !/^application\/json\s*(;|$)/i.test(ct)) throw new GateError('unsupported_media_type');
-  const len = c.req.header('content-length');
-  if (len !== undefined && Number(len) > MAX_BODY_BYTES) throw new GateError('payload_too_large');
-  const buf = await c.req.arrayBuffer();
-  if (buf.byteLength > MAX_BODY_BYTES) throw new GateError('payload_too_large');
+  // Streams with a byte cap: a chunked body is cut at the cap, never buffered whole.
+  const buf = await readCappedBody(c, MAX_BODY_BYTES);
   let body: unknown;
   try {
     body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf));

@@ -260,7 +260,7 @@ describe('security review A: full pipeline (embedded)', () => {
     assert.ok(r.sentWhenAnswered <= 8 << 20, `the gate read ${r.sentWhenAnswered} bytes before answering (cap is 1 MiB)`);
   });
 
-  test('attack (admin, operators only): chunked 64 MiB body to a policy route is buffered before the 64 KiB cap', { todo: 'src/policy/routes.ts reads c.req.text() before checking the size when there is no content-length; use readJsonBody / readCappedBody from src/app/common.ts (streams with a byte cap). Same in src/secrets/routes.ts readValue (c.req.arrayBuffer()). The approvals deny body already uses readJsonBody.' }, async () => {
+  test('attack (admin, operators only): chunked 64 MiB body to a policy route is buffered before the 64 KiB cap', async () => {
     const path = '/v1/admin/domains';
     const r = await streamChunked(g.config.admin_socket, path, 64 << 20, operatorHeaders(g.operator, 'POST', path));
     assert.equal(r.status, 413);
@@ -412,7 +412,7 @@ describe('security review B: revocation marks outlive held approvals (fake clock
     } finally { c.close(); }
   });
 
-  test('availability: a renewed budgeted lease loses its session counter when the first lease\'s TTL passes -> 403 budget_session_not_found', { todo: 'src/runtime/wire.ts wires onSessionBudgets but not onSessionRenewed, so renewal never extends the session budget counter (TTL = first lease). Fails closed (403), but breaks every budgeted session after lease_ttl_seconds. Fix: hooks.onSessionRenewed = (sid, ttl) => budgets.extendSession(sid, ttl) (needs a BudgetStore method).' }, async () => {
+  test('availability: a renewed budgeted lease loses its session counter when the first lease\'s TTL passes -> 403 budget_session_not_found', async () => {
     const k = newP256();
     const t = () => Math.floor(clock.now() / 1000);
     const issued = await g.client.send('POST', '/v1/leases', {}, JSON.stringify({ scopes: ['tools:call'], dpop_jwk: k.jwk, budgets: { max_calls: 5 } }));
@@ -492,7 +492,7 @@ describe('security review C: the revocation epoch survives a Redis data loss', {
 describe('security review D: logs and restarts (core gate)', () => {
   const events: AuditEventInput[] = [];
 
-  test('dev TCP listener (unsafe_expose_http): admin routes are never reachable without operator auth, and are reachable with it', { todo: 'src/runtime/run.ts merges the sockets by falling through to the admin app on a client 404 not_found, but the client app answers every unknown path 401 from its lease middleware, so no admin route is reachable on the dev listener (fails closed; the contract says both sets are merged). Fix: dispatch by path (admin paths -> adminApp) instead of by 404.' }, async () => {
+  test('dev TCP listener (unsafe_expose_http): admin routes are never reachable without operator auth, and are reachable with it', async () => {
     const g = await startTestGate({ extend: testExtension(events), overrides: { unsafe_expose_http: true, http_listen: '127.0.0.1:0' } });
     try {
       const port = (g.gate.listeners[2]!.server.address() as { port: number }).port;
