@@ -83,3 +83,12 @@ export function windowStart(nowMs: number, windowSeconds: number): number {
   const w = windowSeconds * 1000;
   return nowMs - (nowMs % w);
 }
+
+/** A principal budget read back from a store; one that no longer validates is corrupt: fail closed. */
+export function parseStoredBudget(raw: string): PrincipalBudget {
+  try {
+    return validatePrincipalBudget(JSON.parse(raw));
+  } catch (e) {
+    throw new GateError('budget_store_unavailable', 'stored principal budget is corrupt', { cause: e });
+  }
+}

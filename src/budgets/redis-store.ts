@@ -2,10 +2,11 @@
 // the principal's budget and its window counter, and debits all of them or none: exact under any
 // concurrency and across gate instances sharing the Redis. Any Redis failure is budget_store_unavailable.
 import { randomUUID } from 'node:crypto';
+import { pingRedis } from '../stores/ping.ts';
 import type { Redis } from 'ioredis';
 import { systemClock, type Clock } from '../contracts.ts';
 import { GateError } from '../errors.ts';
-import { checkPrincipal, checkQuery, validatePrincipalBudget } from './config.ts';
+import { checkPrincipal, checkQuery, parseStoredBudget, validatePrincipalBudget } from './config.ts';
 import { DEFAULT_REDIS_TIMEOUT_MS, RedisScript, withTimeout } from './redis-script.ts';
 import { debitFromRaw, failFromStatus, snapshotFromRaw, type RawBudgetState } from './result.ts';
 import type { BudgetDebitResult, BudgetQuery, BudgetSnapshot, BudgetStore, PrincipalBudget } from './types.ts';
@@ -240,20 +241,11 @@ export class RedisBudgetStore implements BudgetStore {
   }
 
   private parseConfig(raw: string): PrincipalBudget {
-    try {
-      return validatePrincipalBudget(JSON.parse(raw));
-    } catch (e) {
-      // A stored budget that no longer validates is corrupt state: fail closed.
-      throw new GateError('budget_store_unavailable', 'stored principal budget is corrupt', { cause: e });
-    }
+    return parseStoredBudget(raw);
   }
 
   async ping(): Promise<boolean> {
-    try {
-      return (await withTimeout(this.redis.ping(), this.timeoutMs)) === 'PONG';
-    } catch {
-      return false;
-    }
+    return pingRedis(this.redis, this.timeoutMs);
   }
 
   /** The Redis client belongs to the caller. */

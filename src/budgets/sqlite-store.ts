@@ -2,10 +2,11 @@
 // session counter, the principal's budget and window, and writes all of them or none: exact across
 // connections and processes sharing the file. Any SQLite failure is budget_store_unavailable.
 import { randomUUID } from 'node:crypto';
+import { pingSqlite } from '../stores/ping.ts';
 import type Database from 'better-sqlite3';
 import { systemClock, type Clock } from '../contracts.ts';
 import { GateError } from '../errors.ts';
-import { checkPrincipal, checkQuery, resolveCost, validatePrincipalBudget, windowStart } from './config.ts';
+import { checkPrincipal, checkQuery, parseStoredBudget, resolveCost, validatePrincipalBudget, windowStart } from './config.ts';
 import { debitFromRaw, failFromStatus, snapshotFromRaw, type RawBudgetState } from './result.ts';
 import type { BudgetDebitResult, BudgetKind, BudgetQuery, BudgetSnapshot, BudgetStore, PrincipalBudget } from './types.ts';
 
@@ -242,21 +243,11 @@ export class SqliteBudgetStore implements BudgetStore {
   }
 
   private parseConfig(raw: string): PrincipalBudget {
-    try {
-      return validatePrincipalBudget(JSON.parse(raw));
-    } catch (e) {
-      // A stored budget that no longer validates is corrupt state: fail closed.
-      throw new GateError('budget_store_unavailable', 'stored principal budget is corrupt', { cause: e });
-    }
+    return parseStoredBudget(raw);
   }
 
   async ping(): Promise<boolean> {
-    try {
-      this.db.prepare('SELECT 1').get();
-      return true;
-    } catch {
-      return false;
-    }
+    return pingSqlite(this.db);
   }
 
   /** The database belongs to the caller. */

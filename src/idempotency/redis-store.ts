@@ -1,7 +1,8 @@
 // Redis Idempotency-Key store (production): begin, finish and release are each one Lua script, so
 // exactly one request owns a key and a stored response is never overwritten, across gate instances.
 import type { Redis } from 'ioredis';
-import { DEFAULT_REDIS_TIMEOUT_MS, RedisScript, withTimeout } from '../budgets/redis-script.ts';
+import { pingRedis } from '../stores/ping.ts';
+import { DEFAULT_REDIS_TIMEOUT_MS, RedisScript } from '../budgets/redis-script.ts';
 import { checkArgs, checkResponse, conflict, inProgress, newToken, parseBody, storageKey, ttls, unavailable } from './common.ts';
 import type { IdempotencyBegin, IdempotencyStore, IdempotencyStoreOptions, IdempotentResponse } from './types.ts';
 
@@ -104,11 +105,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async ping(): Promise<boolean> {
-    try {
-      return (await withTimeout(this.redis.ping(), this.timeoutMs)) === 'PONG';
-    } catch {
-      return false;
-    }
+    return pingRedis(this.redis, this.timeoutMs);
   }
 
   /** The Redis client belongs to the caller. */

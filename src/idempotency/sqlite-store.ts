@@ -1,6 +1,7 @@
 // SQLite Idempotency-Key store (embedded): begin, finish and release are each one IMMEDIATE
 // transaction on the state database, so exactly one request owns a key, across connections.
 import type Database from 'better-sqlite3';
+import { pingSqlite } from '../stores/ping.ts';
 import { systemClock, type Clock } from '../contracts.ts';
 import { checkArgs, checkResponse, conflict, inProgress, newToken, parseBody, storageKey, ttls, unavailable } from './common.ts';
 import type { IdempotencyBegin, IdempotencyStore, IdempotencyStoreOptions, IdempotentResponse } from './types.ts';
@@ -116,12 +117,7 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
   }
 
   async ping(): Promise<boolean> {
-    try {
-      this.db.prepare('SELECT 1').get();
-      return true;
-    } catch {
-      return false;
-    }
+    return pingSqlite(this.db);
   }
 
   /** The database belongs to the caller. */

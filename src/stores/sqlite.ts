@@ -2,6 +2,7 @@
 // The replay table is written without an fsync per jti (WAL, synchronous=NORMAL): a process crash
 // loses nothing; for power loss the DPoP verifier's boot fence refuses proofs older than start-up.
 import Database from 'better-sqlite3';
+import { pingSqlite } from './ping.ts';
 import { GateError } from '../errors.ts';
 import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
 
@@ -106,7 +107,7 @@ export class SqliteRevocationStore implements RevocationStore {
   }
 
   async ping(): Promise<boolean> {
-    try { this.db.prepare('SELECT 1').get(); return true; } catch { return false; }
+    return pingSqlite(this.db);
   }
 
   async close(): Promise<void> {}
