@@ -74,8 +74,13 @@ export async function readJsonBody(c: Context<GateEnv>, maxBytes = MAX_BODY_BYTE
   }
   const ct = c.req.header('content-type');
   if (ct !== undefined && !/^application\/(.+\+)?json\s*(;|$)/i.test(ct)) throw new GateError('unsupported_media_type');
+  return decodeJson(buf);
+}
+
+/** Strict UTF-8 JSON from bytes; anything else is 400 invalid_request. */
+export function decodeJson(bytes: Uint8Array): unknown {
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch {
     throw new GateError('invalid_request', 'body is not valid UTF-8 JSON');
   }

@@ -2,7 +2,7 @@
 // "Approval allowlist", "Learned domains", "Learned paths"). Every body is validated before
 // anything changes; every mutation is audited (before it takes effect) with the operator's name.
 import { Hono, type Context } from 'hono';
-import { readCappedBody } from '../app/common.ts';
+import { decodeJson, readCappedBody } from '../app/common.ts';
 import { GateError } from '../errors.ts';
 import type { AuditEventInput, AuditSink } from '../contracts.ts';
 import type { GateEnv } from '../http/env.ts';
@@ -55,13 +55,7 @@ export function policyAdminRoutes(deps: PolicyAdminDeps): Hono<GateEnv> {
 
   async function body<T>(c: Context<GateEnv>, validate: Validator<T>, badShape: 'invalid_request' | 'invalid_input'): Promise<T> {
     // Streams with a byte cap: a chunked body is cut at maxBody, never buffered whole.
-    const bytes = await readCappedBody(c, maxBody);
-    let value: unknown;
-    try {
-      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-    } catch {
-      throw new GateError('invalid_request', 'body is not JSON');
-    }
+    const value = decodeJson(await readCappedBody(c, maxBody));
     if (!validate(value)) throw new GateError(badShape, 'body does not match the schema');
     return value;
   }

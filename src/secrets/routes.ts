@@ -2,7 +2,7 @@
 // No route ever returns a value; every change is audited with the operator's name and the secret's
 // name only. Errors are thrown as GateError for the admin app's error handler.
 import { Hono, type Context } from 'hono';
-import { readCappedBody } from '../app/common.ts';
+import { decodeJson, readCappedBody } from '../app/common.ts';
 import { GateError } from '../errors.ts';
 import type { AuditSink } from '../contracts.ts';
 import type { GateEnv } from '../http/env.ts';
@@ -29,13 +29,7 @@ async function readValue(c: Context<GateEnv>): Promise<string> {
   const ct = c.req.header('content-type');
   if (ct === undefined || !/^application\/json\s*(;|$)/i.test(ct)) throw new GateError('unsupported_media_type');
   // Streams with a byte cap: a chunked body is cut at the cap, never buffered whole.
-  const buf = await readCappedBody(c, MAX_BODY_BYTES);
-  let body: unknown;
-  try {
-    body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf));
-  } catch {
-    throw new GateError('invalid_request', 'body is not valid UTF-8 JSON');
-  }
+  const body = decodeJson(await readCappedBody(c, MAX_BODY_BYTES));
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new GateError('invalid_input', 'body must be {"value": string}', { extra: { reason: 'body_invalid' } });
   }
