@@ -183,6 +183,27 @@ const openSqliteFiles = new Set<string>();
  * Opens the database with the pragmas/pool settings the ledger relies on. Does not migrate:
  * register migrations (the ledger's via `openLedger`) and call `migrate()`.
  */
+/**
+ * kysely prepares every query again on every call; the ledger's queries are a small fixed set, so
+ * prepared statements are cached by SQL text (better-sqlite3 statements are reusable, and SQLite
+ * re-prepares one itself after a schema change).
+ */
+function withStatementCache(db: Database.Database, max = 512): { close(): void; prepare(sql: string): Database.Statement } {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => db.close(),
+    prepare(sql: string) {
+      let st = cache.get(sql);
+      if (!st) {
+        st = db.prepare(sql);
+        if (cache.size >= max) cache.clear();
+        cache.set(sql, st);
+      }
+      return st;
+    },
+  };
+}
+
 export async function openDatabase(config: DatabaseConfig): Promise<LedgerDatabase> {
   if (config.kind === 'sqlite') {
     await createPrivateDbFile(config.path);
@@ -206,7 +227,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     const release = () => {
       if (key !== undefined) openSqliteFiles.delete(key);
     };
-    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: sqlite }) }), 'sqlite', release);
+    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }), 'sqlite', release);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');
   const timeout = Math.trunc(config.statementTimeoutMs ?? 15000);

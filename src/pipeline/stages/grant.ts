@@ -5,7 +5,7 @@ import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { Stage } from '../context.ts';
 import { budgetQuery } from './policy.ts';
-import { newGrantId, signGrant, verifyGrant } from '../../ledger/grants.ts';
+import { newGrantId, signGrant } from '../../ledger/grants.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -51,7 +51,8 @@ export const resolveSecrets: Stage = async (ctx, deps) => {
 
 export const grantRecheck: Stage = async (ctx, deps) => {
   const g = ctx.grant!;
-  if (verifyGrant(g, deps.keystore.grantKeys()) !== 'verified') throw new GateError('internal_error', 'grant signature did not verify');
+  // The grant's signature is verified where it is consumed: Ledger.recordIntent refuses an
+  // unverifiable grant in the next stage, before anything is dispatched (one check, not two).
   if (Date.parse(g.expires_at) <= deps.clock.now()) throw new GateError('invalid_lease', 'grant expired before dispatch');
   // On the approved path a revoked requester is a stale approval (409), not an operator auth failure.
   const revoked = (why: string) => new GateError(ctx.approved ? 'approval_conflict' : 'invalid_lease', why);
