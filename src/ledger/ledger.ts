@@ -12,7 +12,7 @@ import { ChainVerifier, GENESIS_HASH, hashEvent, parseCheckpoint, signCheckpoint
 import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
 import { RECEIPT_ID, verifyReceipt, type Receipt } from './receipts.ts';
-import { LEDGER_MIGRATIONS, type AuditEventsTable, type LedgerTables } from './schema.ts';
+import { LEDGER_MIGRATIONS, type AuditEventsTable, type ExecutionIntentsTable, type LedgerTables } from './schema.ts';
 import { DECISIONS, type AppendResult, type AuditEvent, type Checkpoint, type EventFilters, type VerifyResult } from './types.ts';
 import type { Kysely } from 'kysely';
 
@@ -38,21 +38,7 @@ export interface LedgerOptions {
 }
 
 /** An execution intent: a consumed grant, recorded before dispatch. */
-export interface ExecutionIntent {
-  intent_id: string;
-  trace_id: string;
-  grant_id: string;
-  action_id: string;
-  action_version: string;
-  principal: string;
-  session_id: string;
-  request_hash: string;
-  plan_hash: string | null;
-  created_at: string;
-  resolved_at: string | null;
-  receipt_id: string | null;
-  grant: SignedGrant;
-}
+export type ExecutionIntent = Omit<ExecutionIntentsTable, 'grant_json' | 'grant_signature'> & { grant: SignedGrant };
 
 export interface RecordIntentInput {
   /** Defaults to `int_<uuidv7>`. */
@@ -87,19 +73,7 @@ const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** An event validated and canonicalized before it reaches a transaction. */
-interface PreparedEvent {
-  event_id: string;
-  type: string;
-  decision: AuditEvent['decision'];
-  trace_id: string | null;
-  action_id: string | null;
-  principal: string | null;
-  session_id: string | null;
-  operator: string | null;
-  reason_code: string | null;
-  detail: { [k: string]: JsonValue } | null;
-  detailText: string | null;
-}
+type PreparedEvent = Omit<AuditEvent, 'seq' | 'ts' | 'prev_hash' | 'hash'> & { detailText: string | null };
 
 /** A job's refusal, thrown before the job wrote anything: only that job fails, the batch goes on. */
 class Refusal {
