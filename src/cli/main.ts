@@ -53,10 +53,7 @@ const upCommand: Command = {
     const config = loadConfigFile(layout.configPath);
     if (config.mode !== 'embedded') throw new CliError(`${layout.configPath} is not an embedded-mode config; use \`portcullis serve --config\``, 2);
     const unsafe = values['unsafe-egress-allow'] ?? [];
-    if (unsafe.length > 0) {
-      config.unsafe_egress_allow = [...config.unsafe_egress_allow, ...unsafe];
-      process.stderr.write(`WARNING: --unsafe-egress-allow ${unsafe.join(', ')}: egress may reach these private ranges over plain http. Local testing only; every use is audited.\n`);
-    }
+    if (unsafe.length > 0) config.unsafe_egress_allow = [...config.unsafe_egress_allow, ...unsafe];
     await startGate(config);
     if (layout.created) process.stderr.write(`created ${dir} (keys, config, operator credential ${layout.credentialPath})\n`);
     if (values['print-first-call'] || layout.created) process.stderr.write(firstCallHelp(dir));
@@ -81,9 +78,6 @@ const serveCommand: Command = {
     if (unsafe.length > 0) {
       if (!config.unsafe_dev) throw new CliError('--unsafe-egress-allow is refused by `serve` unless the config says unsafe_dev = true', 2);
       config.unsafe_egress_allow = [...config.unsafe_egress_allow, ...unsafe];
-    }
-    if (config.unsafe_egress_allow.length > 0) {
-      process.stderr.write(`WARNING: unsafe egress ranges enabled: ${config.unsafe_egress_allow.join(', ')} (unsafe_dev)\n`);
     }
     await startGate(config);
     return -1;

@@ -82,6 +82,8 @@ export interface ExecContext {
   requestHash?: string;
   targets?: PrecheckResult[];
   unresolvedDomains?: string[];
+  /** Learned domains and approved hosts the egress guard may reach for this call (set by the pre-check). */
+  extraDomains?: string[];
   budget?: BudgetSnapshot;
   decision?: EvaluatedDecision;
   approved?: ApprovedBy;

@@ -8,12 +8,11 @@ import type { ExecContext, PipelineDeps } from './context.ts';
 import { APPROVED, EXECUTE, runPreflight, runStages, type Outcome } from './pipeline.ts';
 import type { ApprovalRecord } from '../approvals/types.ts';
 import type { OperatorIdentity } from '../contracts.ts';
-import type { IdempotencyStore } from '../idempotency/index.ts';
-import { createHash } from 'node:crypto';
+import { IDEMPOTENCY_KEY, idempotencyFingerprint, type IdempotencyStore } from '../idempotency/index.ts';
+import { hashRequest } from './stages/input.ts';
 import { publish } from '../observe.ts';
 
 const ACTION_ID = /^[a-z][a-z0-9_]{0,63}$/;
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 export interface PipelineRouteDeps extends PipelineDeps {
   idempotency?: IdempotencyStore;
@@ -49,9 +48,7 @@ export function pipelineRoutes(deps: PipelineRouteDeps): Hono<GateEnv> {
     if (key === undefined || !deps.idempotency) return send(c, await runStages(EXECUTE, ctx, deps));
     if (!IDEMPOTENCY_KEY.test(key)) throw new GateError('invalid_request', 'Idempotency-Key must be 1-255 visible ASCII characters');
     // The fingerprint binds the key to this action and this exact (canonical) payload.
-    const { default: canonicalize } = await import('canonicalize');
-    const canonical = (canonicalize as unknown as (v: unknown) => string | undefined)(body) ?? '';
-    const fingerprint = `${ctx.actionId}:sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+    const fingerprint = idempotencyFingerprint(ctx.actionId, hashRequest(body).requestHash);
     const scope = ctx.lease.principal;
     const begun = await deps.idempotency.begin(scope, key, fingerprint);
     if (begun.state === 'replay') {

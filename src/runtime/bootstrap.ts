@@ -82,21 +82,16 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     revocation = new SqliteRevocationStore(stateDb, () => clock.now());
   }
   const nonce = config.dpop.require_nonce ? new NonceIssuer(randomBytes(32), clock) : undefined;
-  const dpop = new DpopVerifier({
+  const dpopOptions = {
     publicBaseUrl: config.public_base_url,
     maxAgeSeconds: config.dpop.max_age_seconds,
     maxFutureSeconds: config.dpop.max_future_seconds,
     replay,
     clock,
-    nonce,
-  });
-  const adminDpop = nonce ? new DpopVerifier({
-    publicBaseUrl: config.public_base_url,
-    maxAgeSeconds: config.dpop.max_age_seconds,
-    maxFutureSeconds: config.dpop.max_future_seconds,
-    replay,
-    clock,
-  }) : dpop;
+  };
+  const dpop = new DpopVerifier({ ...dpopOptions, nonce });
+  // The admin socket never asks for a server nonce (the operator CLI does not carry one).
+  const adminDpop = nonce ? new DpopVerifier(dpopOptions) : dpop;
   const leaseKeys = new Map<string, KeyObject>([[keystore.lease.kid, keystore.lease.publicKey]]);
   const leaseVerifier = new LeaseVerifier(() => leaseKeys, config.public_base_url, clock);
   const identity = createIdentityProvider(config.identity);

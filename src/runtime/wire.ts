@@ -209,7 +209,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     }
     for (const [id, r] of active.refused) notices.push(`WARNING: action ${id} is refused until fixed and reloaded: ${r.reason}`);
     if (epochRaised) notices.push('WARNING: the revocation epoch store was behind its durable floor; raised it back.');
-    if (config.unsafe_egress_allow.length > 0) notices.push(`WARNING: unsafe egress ranges enabled: ${config.unsafe_egress_allow.join(', ')}`);
+    if (config.unsafe_egress_allow.length > 0) notices.push(`WARNING: unsafe egress ranges enabled: ${config.unsafe_egress_allow.join(', ')}: egress may reach these private ranges over plain http. Local testing only; every use is audited.`);
 
     return {
       audit,

@@ -16,8 +16,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 export const dispatch: Stage = async (ctx, deps) => {
   const m = ctx.action!.manifest;
-  const extraDomains = ctx.approved?.approvedHosts ?? [];
-  const learned = deps.policyData.listDomains().filter((d) => d.action_id === m.action_id).map((d) => d.domain);
   const started = deps.clock.now();
   deps.state.inFlight++;
   try {
@@ -25,7 +23,7 @@ export const dispatch: Stage = async (ctx, deps) => {
       digest: ctx.grant!.module_digest,
       io: (req, io) => deps.egress.fetch(req, {
         profile: m.egress,
-        extraDomains: [...learned, ...extraDomains],
+        extraDomains: ctx.extraDomains ?? [],
         secrets: ctx.secretValues ? { declarations: m.secrets, values: ctx.secretValues } : undefined,
         limits: { max_host_response_bytes: m.resource_limits.max_host_response_bytes, timeout_ms: m.resource_limits.timeout_ms },
         signal: io.signal,

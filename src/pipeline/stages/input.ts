@@ -13,9 +13,13 @@ export const inputSchema: Stage = async (ctx) => {
   assertRequest(ctx.action!, ctx.body);
 };
 
-export const canonicalizeRequest: Stage = async (ctx) => {
-  const canonical = (canonicalize as unknown as (v: unknown) => string | undefined)(ctx.body);
+/** RFC 8785 canonical form of a request and its `request_hash` ("sha256:" + hex). */
+export function hashRequest(body: unknown): { canonical: string; requestHash: string } {
+  const canonical = (canonicalize as unknown as (v: unknown) => string | undefined)(body);
   if (canonical === undefined) throw new GateError('invalid_request', 'request is not canonicalizable JSON');
-  ctx.canonical = canonical;
-  ctx.requestHash = `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}`;
+  return { canonical, requestHash: `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}` };
+}
+
+export const canonicalizeRequest: Stage = async (ctx) => {
+  ({ canonical: ctx.canonical, requestHash: ctx.requestHash } = hashRequest(ctx.body));
 };
