@@ -1,14 +1,11 @@
 // Budget store backends for the table-driven tests: each opens any number of independent store
 // instances (separate Redis clients / separate SQLite connections) over one shared storage.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { once } from 'node:events';
-import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import type { Clock } from '../../src/contracts.ts';
 import { RedisBudgetStore, SqliteBudgetStore, type BudgetStore } from '../../src/budgets/index.ts';
 import { serviceSkipReason, startRedis, type RedisServer } from '../helpers/services.ts';
+import { sharedSqliteFile } from '../helpers/sqlite.ts';
 
 /** A clock the test moves by hand. Starts at a whole minute so window arithmetic is easy to read. */
 export class ManualClock implements Clock {
@@ -74,15 +71,8 @@ async function redisBackend(): Promise<BudgetBackend> {
 }
 
 async function sqliteBackend(): Promise<BudgetBackend> {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-'));
-  const file = join(dir, 'state.db');
-  const dbs: Database.Database[] = [];
-  const connect = () => {
-    const db = new Database(file);
-    db.pragma('journal_mode = WAL');
-    dbs.push(db);
-    return db;
-  };
+  const sqlite = sharedSqliteFile('portcullis-budget-');
+  const connect = sqlite.connect;
   return {
     async open(clock) {
       return new SqliteBudgetStore(connect(), { clock });
@@ -91,8 +81,7 @@ async function sqliteBackend(): Promise<BudgetBackend> {
       connect().prepare('UPDATE budget_principals SET config = ? WHERE principal = ?').run('{not json', principal);
     },
     async close() {
-      for (const db of dbs) db.close();
-      rmSync(dir, { recursive: true, force: true });
+      sqlite.close();
     },
   };
 }

@@ -14,6 +14,7 @@ import {
 } from '../../src/idempotency/index.ts';
 import { storageKey } from '../../src/idempotency/common.ts';
 import { serviceSkipReason, startRedis, type RedisServer } from '../helpers/services.ts';
+import { sharedSqliteFile } from '../helpers/sqlite.ts';
 import { ManualClock, fastRedisClient, ready } from '../budgets/backends.ts';
 
 const isCode = (code: GateErrorCode) => (e: unknown) => e instanceof GateError && e.code === code;
@@ -61,15 +62,8 @@ async function redisBackend(): Promise<Backend> {
 }
 
 async function sqliteBackend(): Promise<Backend> {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-idem-'));
-  const file = join(dir, 'state.db');
-  const dbs: Database.Database[] = [];
-  const connect = () => {
-    const db = new Database(file);
-    db.pragma('journal_mode = WAL');
-    dbs.push(db);
-    return db;
-  };
+  const sqlite = sharedSqliteFile('portcullis-idem-');
+  const connect = sqlite.connect;
   return {
     async open(clock) { return new SqliteIdempotencyStore(connect(), { clock }); },
     async corrupt(scope, k) { connect().prepare("UPDATE idempotency_keys SET body = '{broken' WHERE k = ?").run(storageKey(scope, k)); },
@@ -80,8 +74,7 @@ async function sqliteBackend(): Promise<Backend> {
       return { down, async restore() {} };
     },
     async close() {
-      for (const db of dbs) if (db.open) db.close();
-      rmSync(dir, { recursive: true, force: true });
+      sqlite.close();
     },
   };
 }
