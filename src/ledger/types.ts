@@ -1,27 +1,16 @@
 // Shapes the ledger hands out: stored audit events, checkpoints, intents and verification results.
 import type { AuditEventInput } from '../contracts.ts';
 import type { JsonValue } from './canonical.ts';
+import type { AuditEventsTable } from './schema.ts';
 
 export type Decision = AuditEventInput['decision'];
 export const DECISIONS: readonly Decision[] = ['allow', 'deny', 'error', 'pending_approval', 'admin', 'info'];
 
 /** A stored audit event: the input plus id, sequence, timestamp and the hash chain. */
-export interface AuditEvent {
-  seq: number;
-  event_id: string;
-  ts: string;
-  type: string;
+export type AuditEvent = Omit<AuditEventsTable, 'decision' | 'detail'> & {
   decision: Decision;
-  trace_id: string | null;
-  action_id: string | null;
-  principal: string | null;
-  session_id: string | null;
-  operator: string | null;
-  reason_code: string | null;
   detail: { [k: string]: JsonValue } | null;
-  prev_hash: string;
-  hash: string;
-}
+};
 
 export interface AppendResult {
   event_id: string;
