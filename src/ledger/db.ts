@@ -56,6 +56,11 @@ export const ADVISORY_LOCK = {
   migrations: 0x706f_7274_6d69_6772n, // "portmigr"
 } as const;
 
+/** Cached prepared statements on the raw SQLite connection (see {@link LedgerDatabase.sqliteTransaction}). */
+export interface RawSqlite {
+  prepare(sql: string): Database.Statement;
+}
+
 export interface TransactionOptions {
   /** PostgreSQL: take `pg_advisory_xact_lock(key)` right after BEGIN (released at commit/rollback). */
   advisoryLock?: bigint;
@@ -70,13 +75,49 @@ export class LedgerDatabase {
   readonly dialect: Dialect;
   readonly #migrations = new Map<string, Migration>();
   readonly #onClose: () => void;
+  readonly #raw: RawSqlite | undefined;
   #closed = false;
 
   /** @internal use {@link openDatabase}. */
-  constructor(db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined) {
+  constructor(db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined, raw?: RawSqlite) {
     this.db = db;
     this.dialect = dialect;
     this.#onClose = onClose;
+    this.#raw = raw;
+  }
+
+  /** True when {@link sqliteTransaction} is available (an SQLite database opened by {@link openDatabase}). */
+  get hasRawSqlite(): boolean {
+    return this.#raw !== undefined;
+  }
+
+  /**
+   * SQLite only: runs `fn` between `BEGIN IMMEDIATE` and `COMMIT` on the raw connection with cached
+   * prepared statements (no query building on the hot path). kysely's connection is held for the
+   * whole transaction, so no other query of this process can interleave with it. Rolls back on
+   * any error; a failed COMMIT is a {@link CommitError}.
+   */
+  async sqliteTransaction<T>(fn: (raw: RawSqlite) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error('database is closed');
+    const raw = this.#raw;
+    if (!raw) throw new TypeError('sqliteTransaction needs an SQLite database');
+    return this.db.connection().execute(async () => {
+      raw.prepare('begin immediate').run();
+      let result: T;
+      try {
+        result = await fn(raw);
+      } catch (err) {
+        rollback(raw);
+        throw err;
+      }
+      try {
+        raw.prepare('commit').run();
+      } catch (err) {
+        rollback(raw);
+        throw new CommitError(err);
+      }
+      return result;
+    });
   }
 
   /**
@@ -159,6 +200,14 @@ export class LedgerDatabase {
   }
 }
 
+function rollback(raw: RawSqlite): void {
+  try {
+    raw.prepare('rollback').run();
+  } catch {
+    // no transaction left to roll back (SQLite may already have rolled it back)
+  }
+}
+
 /** pg returns int8 as strings by default; our counters and sequence numbers fit a double exactly. */
 function parseInt8(value: string): number {
   return Number(value);
@@ -227,7 +276,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     const release = () => {
       if (key !== undefined) openSqliteFiles.delete(key);
     };
-    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }), 'sqlite', release);
+    const cached = withStatementCache(sqlite);
+    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: cached }) }), 'sqlite', release, cached);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');
   const timeout = Math.trunc(config.statementTimeoutMs ?? 15000);

@@ -5,7 +5,8 @@ import { v7 as uuidv7 } from 'uuid';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, domainBytes, toJsonValue } from './canonical.ts';
+import { DOMAIN, canonicalJson, domainBytes, toJsonValue } from './canonical.ts';
+import { rememberSigned } from './signed-here.ts';
 import type { SignatureStatus } from './receipts.ts';
 
 export interface GrantClaims {
@@ -78,7 +79,9 @@ export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
   if (problem) throw new TypeError(`grant: ${problem}`);
   const { signing_key_id: _k, grant_signature: _s, ...rest } = claims as GrantClaims & Partial<SignedGrant>;
   const body = toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
-  return { ...body, grant_signature: key.sign(grantSigningBytes(body)).toString('hex') };
+  const signed: SignedGrant = { ...body, grant_signature: key.sign(grantSigningBytes(body)).toString('hex') };
+  rememberSigned(signed, canonicalJson(signed), key);
+  return signed;
 }
 
 /**

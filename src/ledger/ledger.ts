@@ -10,11 +10,12 @@ import type { PublicKeySet } from '../keys/key-set.ts';
 import { canonicalJson, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
 import { ChainVerifier, GENESIS_HASH, hashEvent, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
 import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
+import { signedHere } from './signed-here.ts';
+import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
 import { RECEIPT_ID, verifyReceipt, type Receipt } from './receipts.ts';
-import { LEDGER_MIGRATIONS, type AuditEventsTable, type ExecutionIntentsTable, type LedgerTables } from './schema.ts';
+import { LEDGER_MIGRATIONS, type AuditEventsTable, type ExecutionIntentsTable } from './schema.ts';
 import { DECISIONS, type AppendResult, type AuditEvent, type Checkpoint, type EventFilters, type VerifyResult } from './types.ts';
-import type { Kysely } from 'kysely';
 
 /** The keys the ledger needs; a Keystore satisfies this. */
 export interface LedgerKeys {
@@ -67,7 +68,6 @@ const MAX_FIELD = 512;
 const MAX_TYPE = 128;
 const MAX_DETAIL_CHARS = 256 * 1024;
 const VERIFY_PAGE = 1000;
-const INSERT_CHUNK = 200;
 const DEFAULT_MAX_BATCH = 64;
 const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
@@ -107,7 +107,7 @@ class ChainCursor {
 interface Job {
   /** Code for a failure of the database (not a refusal). */
   failCode: GateErrorCode;
-  run(tx: Kysely<LedgerTables>, cursor: ChainCursor): Promise<unknown>;
+  run(tx: ChainTx, cursor: ChainCursor): Promise<unknown>;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -216,14 +216,19 @@ export class Ledger {
     const grant = input?.grant;
     const problem = grantProblem(grant, true);
     if (problem) throw new GateError('internal_error', `recordIntent: ${problem}`);
-    const status = verifyGrant(grant, this.#keys.grantKeys());
-    if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
     const intentId = input.intent_id ?? `int_${this.#uuid()}`;
     if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', 'recordIntent: intent_id must be int_<uuidv7>');
     let grantJson: string;
-    let prepared: PreparedEvent | null = null;
     try {
       grantJson = canonicalJson(grant);
+    } catch (err) {
+      throw new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
+    }
+    const keys = this.#keys.grantKeys();
+    const status = signedHere(grant, grantJson, keys) ? 'verified' : verifyGrant(grant, keys);
+    if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
+    let prepared: PreparedEvent | null = null;
+    try {
       if (auditEvent) {
         prepared = this.#prepare(auditEvent, {
           bind: { trace_id: grant.trace_id, action_id: grant.action_id, principal: grant.principal, session_id: grant.session_id },
@@ -235,17 +240,15 @@ export class Ledger {
     }
     const ev = prepared;
     return this.#enqueue('ledger_unavailable', async (tx, cursor) => {
-      const used = await tx.selectFrom('execution_intents').select(['intent_id', 'grant_id'])
-        .where((eb) => eb.or([eb('grant_id', '=', grant.grant_id), eb('intent_id', '=', intentId)]))
-        .executeTakeFirst();
+      const used = await tx.intentConflict(grant.grant_id, intentId);
       if (used) throw new Refusal(new GateError('internal_error', used.grant_id === grant.grant_id ? 'grant already consumed' : 'intent_id exists'));
       const createdAt = isoNow(this.#clock);
-      await tx.insertInto('execution_intents').values({
+      await tx.insertIntent({
         intent_id: intentId, trace_id: grant.trace_id, grant_id: grant.grant_id, grant_json: grantJson,
         grant_signature: grant.grant_signature, action_id: grant.action_id, action_version: grant.action_version,
         principal: grant.principal, session_id: grant.session_id, request_hash: grant.request_hash,
         plan_hash: grant.plan_hash, created_at: createdAt, resolved_at: null, receipt_id: null,
-      }).execute();
+      });
       return { intent_id: intentId, created_at: createdAt, event: ev ? cursor.add(ev) : null } satisfies RecordedIntent;
     }) as Promise<RecordedIntent>;
   }
@@ -264,12 +267,17 @@ export class Ledger {
     if (typeof receipt !== 'object' || receipt === null || typeof receipt.receipt_id !== 'string' || !RECEIPT_ID.test(receipt.receipt_id)) {
       throw fail('receipt_id must be rcpt_<uuidv7>');
     }
-    const status = verifyReceipt(receipt, this.#keys.receiptKeys());
-    if (status !== 'verified') throw fail(`receipt signature ${status}`);
     let receiptJson: string;
-    let prepared: PreparedEvent;
     try {
       receiptJson = canonicalJson(receipt);
+    } catch (err) {
+      throw fail('malformed receipt or audit event', err);
+    }
+    const keys = this.#keys.receiptKeys();
+    const status = signedHere(receipt, receiptJson, keys) ? 'verified' : verifyReceipt(receipt, keys);
+    if (status !== 'verified') throw fail(`receipt signature ${status}`);
+    let prepared: PreparedEvent;
+    try {
       prepared = this.#prepare(auditEvent, {
         bind: { trace_id: receipt.trace_id, action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id },
         reserved: { intent_id: intentId, receipt_id: receipt.receipt_id, receipt_digest: jsonDigest(receipt) },
@@ -278,7 +286,7 @@ export class Ledger {
       throw fail('malformed receipt or audit event', err);
     }
     return this.#enqueue('evidence_persistence_failed', async (tx, cursor) => {
-      const intent = await tx.selectFrom('execution_intents').selectAll().where('intent_id', '=', intentId).executeTakeFirst();
+      const intent = await tx.intent(intentId);
       if (!intent) throw new Refusal(fail('unknown intent'));
       if (intent.resolved_at !== null) throw new Refusal(fail('intent already resolved'));
       let grant: SignedGrant;
@@ -293,19 +301,16 @@ export class Ledger {
         ['request_hash', intent.request_hash], ['plan_hash', intent.plan_hash], ['provider_module_digest', grant.module_digest],
       ] as const).find(([k, v]) => receipt[k] !== v);
       if (mismatch) throw new Refusal(fail(`receipt ${mismatch[0]} does not match the intent`));
-      const dup = await tx.selectFrom('receipts').select('receipt_id').where('receipt_id', '=', receipt.receipt_id).executeTakeFirst();
-      if (dup) throw new Refusal(fail('receipt_id exists'));
+      if (await tx.receiptExists(receipt.receipt_id)) throw new Refusal(fail('receipt_id exists'));
       // Writes start here: nothing below may throw a Refusal.
       const now = isoNow(this.#clock);
-      const updated = await tx.updateTable('execution_intents').set({ resolved_at: now, receipt_id: receipt.receipt_id })
-        .where('intent_id', '=', intentId).where('resolved_at', 'is', null).executeTakeFirst();
-      if (Number(updated.numUpdatedRows) !== 1) throw new Error('intent changed under the chain lock');
+      if ((await tx.resolveIntent(intentId, now, receipt.receipt_id)) !== 1) throw new Error('intent changed under the chain lock');
       const event = cursor.add(prepared);
-      await tx.insertInto('receipts').values({
+      await tx.insertReceipt({
         receipt_id: receipt.receipt_id, intent_id: intentId, grant_id: receipt.grant_id, trace_id: receipt.trace_id,
         action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id,
         event_seq: event.seq, receipt_json: receiptJson, created_at: now,
-      }).execute();
+      });
       return { receipt_id: receipt.receipt_id, event } satisfies Finalized;
     }) as Promise<Finalized>;
   }
@@ -548,6 +553,12 @@ export class Ledger {
     };
   }
 
+  /** One chain transaction: prepared statements on embedded SQLite, kysely + the advisory lock on PostgreSQL. */
+  #transaction<T>(fn: (tx: ChainTx) => Promise<T>): Promise<T> {
+    if (this.database.hasRawSqlite) return this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)));
+    return this.database.transaction((k) => fn(new KyselyChainTx(k)), { advisoryLock: ADVISORY_LOCK.ledgerAppend });
+  }
+
   #enqueue(failCode: GateErrorCode, run: Job['run']): Promise<unknown> {
     if (this.#closed) return Promise.reject(new GateError(failCode, 'ledger is closed'));
     return new Promise((resolve, reject) => {
@@ -573,9 +584,9 @@ export class Ledger {
     let outcomes: Outcome[];
     let committed = 0;
     try {
-      const r = await this.database.transaction(async (tx) => {
-        const head = await tx.selectFrom('audit_events').select(['seq', 'hash', 'ts']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-        const cursor = new ChainCursor(head ? Number(head.seq) : 0, head?.hash ?? GENESIS_HASH, head?.ts ?? null, this.#clock);
+      const r = await this.#transaction(async (tx) => {
+        const head = await tx.head();
+        const cursor = new ChainCursor(head?.seq ?? 0, head?.hash ?? GENESIS_HASH, head?.ts ?? null, this.#clock);
         const out: Outcome[] = [];
         for (const job of batch) {
           try {
@@ -585,11 +596,9 @@ export class Ledger {
             out.push({ ok: false, error: err.error });
           }
         }
-        for (let i = 0; i < cursor.rows.length; i += INSERT_CHUNK) {
-          await tx.insertInto('audit_events').values(cursor.rows.slice(i, i + INSERT_CHUNK)).execute();
-        }
+        await tx.insertEvents(cursor.rows);
         return { out, events: cursor.rows.length };
-      }, { advisoryLock: ADVISORY_LOCK.ledgerAppend });
+      });
       outcomes = r.out;
       committed = r.events;
     } catch (err) {

@@ -5,7 +5,8 @@ import { v7 as uuidv7 } from 'uuid';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, domainBytes, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { DOMAIN, canonicalJson, domainBytes, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { rememberSigned } from './signed-here.ts';
 
 export type NormalizedResult =
   | { kind: 'success'; summary: string }
@@ -124,7 +125,9 @@ export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => s
     signing_key_id: key.kid,
   }) as unknown as ReceiptBody;
   const signature = key.sign(receiptSigningBytes(body)).toString('hex');
-  return { ...body, receipt_signature: signature };
+  const receipt: Receipt = { ...body, receipt_signature: signature };
+  rememberSigned(receipt, canonicalJson(receipt), key);
+  return receipt;
 }
 
 /**
