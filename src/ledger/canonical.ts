@@ -1,7 +1,6 @@
-// Canonical JSON (RFC 8785 via `canonicalize`) and the domain-separated byte strings every
+// Canonical JSON (RFC 8785, one pass; see canonicalJson) and the domain-separated byte strings every
 // Portcullis hash and signature is computed over: UTF-8(domain + "\n" + JCS(value)).
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
 
 /** Domain tags. A signature or hash for one purpose can never be replayed as another. */
 export const DOMAIN = {
@@ -71,11 +70,62 @@ function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
   }
 }
 
-/** RFC 8785 canonical JSON text of a value (validated with {@link toJsonValue} first). */
+/**
+ * RFC 8785 canonical JSON text of a value, refusing exactly what {@link toJsonValue} refuses (the
+ * result equals `canonicalize(toJsonValue(value))`, in one pass without the copy: test/ledger/canonical.test.ts).
+ * Strings and numbers are serialized as ECMAScript JSON.stringify does, which is what JCS specifies;
+ * members are sorted by UTF-16 code units (the default string sort).
+ */
 export function canonicalJson(value: unknown): string {
-  const text = canonicalize(toJsonValue(value));
-  if (text === undefined) throw new TypeError('value has no JSON form');
-  return text;
+  return writeCanonical(value, new Set(), '$');
+}
+
+function writeCanonical(v: unknown, seen: Set<object>, path: string): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError(`${path}: non-finite number`);
+      return JSON.stringify(v);
+    case 'string':
+      if (LONE_SURROGATE.test(v)) throw new TypeError(`${path}: lone surrogate`);
+      return JSON.stringify(v);
+    case 'object':
+      break;
+    default:
+      throw new TypeError(`${path}: ${typeof v} is not JSON`);
+  }
+  const obj = v as object;
+  if (seen.has(obj)) throw new TypeError(`${path}: cycle`);
+  seen.add(obj);
+  try {
+    if (Array.isArray(obj)) {
+      let out = '[';
+      for (let i = 0; i < obj.length; i++) {
+        const item: unknown = obj[i];
+        if (item === undefined) throw new TypeError(`${path}[${i}]: undefined in array`);
+        out += (i === 0 ? '' : ',') + writeCanonical(item, seen, `${path}[${i}]`);
+      }
+      return `${out}]`;
+    }
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
+    const rec = obj as Record<string, unknown>;
+    const keys = Object.keys(rec).sort();
+    let out = '{';
+    let first = true;
+    for (const k of keys) {
+      const item = rec[k];
+      if (item === undefined) continue;
+      if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
+      out += `${first ? '' : ','}${JSON.stringify(k)}:${writeCanonical(item, seen, `${path}.${k}`)}`;
+      first = false;
+    }
+    return `${out}}`;
+  } finally {
+    seen.delete(obj);
+  }
 }
 
 /** The exact bytes hashed or signed for `domain`: UTF-8(domain + "\n" + JCS(value)). */

@@ -1,0 +1,88 @@
+// canonicalJson is a one-pass RFC 8785 serializer with toJsonValue's refusals. It must produce
+// exactly canonicalize(toJsonValue(x)) (the reference: the `canonicalize` package over the
+// validated copy) for every JSON value, and refuse exactly the same inputs.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import canonicalize from 'canonicalize';
+import { canonicalJson, toJsonValue } from '../../src/ledger/canonical.ts';
+
+const reference = (v: unknown): string => canonicalize(toJsonValue(v))!;
+
+function outcome(fn: () => string): { ok: string } | { err: string } {
+  try {
+    return { ok: fn() };
+  } catch (e) {
+    assert.ok(e instanceof TypeError, `expected a TypeError, got ${String(e)}`);
+    return { err: (e as Error).message };
+  }
+}
+
+// Keys and strings drawn to hit JCS's hard cases: escapes, non-BMP, sort order by UTF-16 units.
+const tricky = fc.oneof(
+  fc.string(),
+  fc.string({ unit: 'binary' }),
+  fc.constantFrom('__proto__', 'constructor', '', '\u0000', '\u007f', '\u2028', '\ud83d\ude00', '\ufb33', 'é', 'e\u0301', '1', '10', '9'),
+);
+const numbers = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.constantFrom(-0, 1e21, 1e-7, 5e-324, 2 ** 53, 0.1 + 0.2));
+const { json } = fc.letrec((tie) => ({
+  json: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.boolean(), numbers, tricky, tie('arr'), tie('obj')),
+  arr: fc.array(tie('json'), { maxLength: 5 }),
+  obj: fc.dictionary(tricky, tie('json'), { maxKeys: 6 }).map((d) => {
+    // defineProperty keeps "__proto__" an own member, as JSON.parse does.
+    const o: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(d)) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+    return o;
+  }),
+}));
+
+describe('canonicalJson', () => {
+  test('equals canonicalize(toJsonValue(x)) for arbitrary JSON values', () => {
+    fc.assert(fc.property(json, (v) => assert.equal(canonicalJson(v), reference(v))), { numRuns: 3000 });
+  });
+
+  test('equals the reference after a JSON round trip (what is stored and re-verified)', () => {
+    fc.assert(fc.property(json, (v) => {
+      const parsed: unknown = JSON.parse(JSON.stringify(v));
+      assert.equal(canonicalJson(parsed), reference(parsed));
+    }), { numRuns: 1000 });
+  });
+
+  test('RFC 8785 examples: number forms, key order by UTF-16 code units, escapes', () => {
+    assert.equal(canonicalJson({ b: [1e30, 4.5e-7, -0, 333333333.3333333], a: '\u20ac$\u000f\nA\'B"\\\\"/' }),
+      '{"a":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/","b":[1e+30,4.5e-7,0,333333333.3333333]}');
+    assert.equal(canonicalJson({ '\u20ac': 1, '\r': 2, '\ud83d\ude00': 3, '\u0080': 4, '1': 5, '\ufb33': 6 }),
+      '{"\\r":2,"1":5,"\u0080":4,"\u20ac":1,"\ud83d\ude00":3,"\ufb33":6}');
+    assert.equal(canonicalJson({ x: undefined, y: 1 }), '{"y":1}');
+  });
+
+  const bad: Array<[string, () => unknown]> = [
+    ['NaN', () => ({ a: NaN })],
+    ['Infinity in an array', () => [1, Infinity]],
+    ['undefined in an array', () => [undefined]],
+    ['top-level undefined', () => undefined],
+    ['function member', () => ({ f: () => 1 })],
+    ['toJSON method (not plain JSON)', () => ({ toJSON: () => 'x' })],
+    ['bigint', () => ({ n: 1n })],
+    ['symbol', () => ({ s: Symbol('s') })],
+    ['Date', () => ({ d: new Date(0) })],
+    ['Map', () => new Map()],
+    ['class instance', () => new (class A { x = 1; })()],
+    ['lone high surrogate', () => ({ s: 'a\ud800' })],
+    ['lone low surrogate in a key', () => ({ ['\udc00']: 1 })],
+    ['cycle', () => { const o: Record<string, unknown> = {}; o.self = o; return o; }],
+  ];
+  for (const [name, make] of bad) {
+    test(`refuses ${name}, as toJsonValue does`, () => {
+      const mine = outcome(() => canonicalJson(make()));
+      const ref = outcome(() => reference(make()));
+      assert.ok('err' in mine, `canonicalJson accepted ${name}`);
+      assert.deepEqual(mine, ref);
+    });
+  }
+
+  test('a shared (non-cyclic) sub-object is fine', () => {
+    const s = { k: 1 };
+    assert.equal(canonicalJson({ a: s, b: [s, s] }), '{"a":{"k":1},"b":[{"k":1},{"k":1}]}');
+  });
+});
