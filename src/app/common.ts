@@ -2,7 +2,7 @@
 // internal_error logged with the trace id), trace ids, the body size limit, JSON body parsing.
 import type { IncomingMessage } from 'node:http';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../ids.ts';
 import { GateError, errorBody, sanitizeReason, toGateError } from '../errors.ts';
 import type { GateEnv } from '../http/env.ts';
 import { publish } from '../observe.ts';

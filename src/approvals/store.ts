@@ -3,7 +3,7 @@
 // concurrent caller wins a claim or a deny. Database failures are approval_store_unavailable.
 import { randomBytes } from 'node:crypto';
 import { PostgresAdapter, sql, type ColumnType, type Kysely, type Selectable } from 'kysely';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../ids.ts';
 import { systemClock, type Clock } from '../contracts.ts';
 import { GateError } from '../errors.ts';
 import { canonicalJson, computePlanHash, normalisePlanInput } from './plan.ts';

@@ -1,7 +1,7 @@
 // Signed execution grants: the gate's own statement that one request may execute once, bound to
 // the request, plan, principal, session, lease key and epoch. Ed25519 (grant key) over
 // UTF-8("portcullis-grant-v1\n" + JCS(grant minus grant_signature)). Expiry is the caller's check.
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';

@@ -2,7 +2,7 @@
 // receipts finalized with their audit event in one transaction, signed checkpoints. Every write
 // holds the chain lock (PostgreSQL advisory lock / SQLite IMMEDIATE), so any number of gate
 // processes on one database keep one unbroken sequence. Concurrent writes are group-committed.
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../ids.ts';
 import { GateError, type GateErrorCode } from '../errors.ts';
 import { systemClock, type AuditEventInput, type AuditSink, type Clock } from '../contracts.ts';
 import type { SigningKey } from '../keys/keystore.ts';

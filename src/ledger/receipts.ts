@@ -1,7 +1,7 @@
 // Signed execution receipts (GET /v1/receipts/{id}). The signature is Ed25519 over
 // UTF-8("portcullis-receipt-v1\n" + JCS(receipt minus receipt_signature and signature_status)),
 // hex-encoded; signing_key_id names the key in /v1/receipt-keys. See docs/receipts.md.
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
