@@ -70,11 +70,12 @@ export class PinnedModule {
   }
 
   /**
-   * Re-verifies before an instantiation: hashes the in-memory bytes, stats the file and re-hashes it
-   * when its identity changed. Throws `action_digest_mismatch` on any difference or a missing file.
+   * Re-verifies before an instantiation: stats the file and re-hashes it when its identity changed.
+   * Throws `action_digest_mismatch` on any difference or a missing file. The in-memory bytes are
+   * not re-hashed: they are a private copy hashed when pinned, and what runs is the module compiled
+   * from them at registration, which no caller can reach.
    */
   verify(): void {
-    if (sha256Digest(this.#bytes) !== this.digest) throw mismatch(this.actionId, 'in-memory bytes no longer match the pinned digest');
     if (this.path === undefined) return;
     let st: BigIntStats;
     try {
