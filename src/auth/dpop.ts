@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { GateError } from '../errors.ts';
 import type { Clock } from '../contracts.ts';
 import type { ReplayStore } from '../stores/types.ts';
-import { asP256PublicJwk, keyFor, parseCompact, safeEqual, sha256b64url, thumbprint, verifyEs256 } from './jws.ts';
+import { asP256PublicJwk, keyFor, parseCompact, safeEqual, sha256b64url, thumbprint, verifyEs256Async } from './jws.ts';
 
 export const DPOP_ALGS = ['ES256'] as const;
 
@@ -116,7 +116,7 @@ export class DpopVerifier {
       return bad('jwk');
     }
     // Signature before the binding check, so an unknown credential costs the same as a known one.
-    if (!verifyEs256(key, parsed.signingInput, parsed.signature)) bad('signature');
+    if (!(await verifyEs256Async(key, parsed.signingInput, parsed.signature))) bad('signature');
     if (!safeEqual(jkt, input.expectedJkt)) bad('key not bound');
     if (p.htm !== input.method) bad('htm');
     if (typeof p.htu !== 'string' || p.htu !== this.base + input.path) bad('htu');

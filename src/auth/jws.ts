@@ -89,6 +89,18 @@ export function verifyEs256(key: KeyObject, signingInput: string, signature: Buf
   }
 }
 
+/** {@link verifyEs256} on the libuv thread pool (~100 µs of P-256 work off the event loop). Never rejects. */
+export function verifyEs256Async(key: KeyObject, signingInput: string, signature: Buffer): Promise<boolean> {
+  if (signature.length !== 64) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    try {
+      cryptoVerify('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' }, signature, (err, ok) => resolve(!err && ok === true));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
 /** Constant-time string equality (length leak only). */
 export function safeEqual(a: string, b: string): boolean {
   const ab = Buffer.from(a);

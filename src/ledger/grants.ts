@@ -74,12 +74,27 @@ export function grantProblem(g: unknown, signed: boolean): string | null {
 
 /** Signs grant claims with the grant key. Throws TypeError on malformed claims (a pipeline bug). */
 export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
+  const body = grantBody(claims, key);
+  return sealGrant(body, key.sign(grantSigningBytes(body)), key);
+}
+
+/** {@link signGrant} with the signature computed on the thread pool (the pipeline's form). */
+export async function signGrantAsync(claims: GrantClaims, key: SigningKey): Promise<SignedGrant> {
+  const body = grantBody(claims, key);
+  const bytes = grantSigningBytes(body);
+  return sealGrant(body, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
+}
+
+function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'grant_signature'> {
   if (key.purpose !== 'grant') throw new TypeError('grants are signed with the grant key');
   const problem = grantProblem(claims, false);
   if (problem) throw new TypeError(`grant: ${problem}`);
   const { signing_key_id: _k, grant_signature: _s, ...rest } = claims as GrantClaims & Partial<SignedGrant>;
-  const body = toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
-  const signed: SignedGrant = { ...body, grant_signature: key.sign(grantSigningBytes(body)).toString('hex') };
+  return toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
+}
+
+function sealGrant(body: Omit<SignedGrant, 'grant_signature'>, signature: Buffer, key: SigningKey): SignedGrant {
+  const signed: SignedGrant = { ...body, grant_signature: signature.toString('hex') };
   rememberSigned(signed, canonicalJson(signed), key);
   return signed;
 }

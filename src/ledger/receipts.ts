@@ -115,17 +115,31 @@ function checkInput(r: ReceiptInput): void {
  * (a pipeline bug): after execution the caller reports that as `evidence_persistence_failed`.
  */
 export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Receipt {
+  const body = receiptBody(input, key, uuid);
+  return sealReceipt(body, key.sign(receiptSigningBytes(body)), key);
+}
+
+/** {@link buildReceipt} with the signature computed on the thread pool (the pipeline's form). */
+export async function buildReceiptAsync(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Promise<Receipt> {
+  const body = receiptBody(input, key, uuid);
+  const bytes = receiptSigningBytes(body);
+  return sealReceipt(body, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
+}
+
+function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): ReceiptBody {
   if (key.purpose !== 'receipt') throw new TypeError('receipts are signed with the receipt key');
   checkInput(input);
   const { result, receipt_id, ...rest } = input;
-  const body = toJsonValue({
+  return toJsonValue({
     ...rest,
     receipt_id: receipt_id ?? newReceiptId(uuid),
     result_hash: resultHash(result),
     signing_key_id: key.kid,
   }) as unknown as ReceiptBody;
-  const signature = key.sign(receiptSigningBytes(body)).toString('hex');
-  const receipt: Receipt = { ...body, receipt_signature: signature };
+}
+
+function sealReceipt(body: ReceiptBody, signature: Buffer, key: SigningKey): Receipt {
+  const receipt: Receipt = { ...body, receipt_signature: signature.toString('hex') };
   rememberSigned(receipt, canonicalJson(receipt), key);
   return receipt;
 }
