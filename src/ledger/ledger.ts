@@ -570,9 +570,15 @@ export class Ledger {
     });
   }
 
-  /** One transaction at a time per instance; whatever queued meanwhile forms the next batch. */
+  /**
+   * One transaction at a time per instance; whatever queued meanwhile forms the next batch. The
+   * first batch starts in the check phase (setImmediate), after this event-loop turn has handled
+   * every ready socket: on embedded SQLite a transaction is synchronous (no other request can join
+   * it while it runs), so this is what lets the writes of concurrent requests share one commit.
+   */
   async #drain(): Promise<void> {
     try {
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#queue.length > 0) await this.#runBatch(this.#queue.splice(0, this.#maxBatch));
     } finally {
       // Same tick as the last empty-queue check: a job pushed after this starts a new drain.
