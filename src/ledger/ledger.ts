@@ -7,7 +7,7 @@ import { GateError, type GateErrorCode } from '../errors.ts';
 import { systemClock, type AuditEventInput, type AuditSink, type Clock } from '../contracts.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
-import { canonicalJson, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { canonicalJson, sha256Hex, toJsonValue, type JsonValue } from './canonical.ts';
 import { ChainVerifier, GENESIS_HASH, hashEvent, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
 import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
 import { signedHere } from './signed-here.ts';
@@ -232,7 +232,7 @@ export class Ledger {
       if (auditEvent) {
         prepared = this.#prepare(auditEvent, {
           bind: { trace_id: grant.trace_id, action_id: grant.action_id, principal: grant.principal, session_id: grant.session_id },
-          reserved: { intent_id: intentId, grant_id: grant.grant_id, grant_digest: jsonDigest(grant) },
+          reserved: { intent_id: intentId, grant_id: grant.grant_id, grant_digest: `sha256:${sha256Hex(grantJson)}` },
         });
       }
     } catch (err) {
@@ -280,7 +280,7 @@ export class Ledger {
     try {
       prepared = this.#prepare(auditEvent, {
         bind: { trace_id: receipt.trace_id, action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id },
-        reserved: { intent_id: intentId, receipt_id: receipt.receipt_id, receipt_digest: jsonDigest(receipt) },
+        reserved: { intent_id: intentId, receipt_id: receipt.receipt_id, receipt_digest: `sha256:${sha256Hex(receiptJson)}` },
       });
     } catch (err) {
       throw fail('malformed receipt or audit event', err);

@@ -398,8 +398,8 @@ export class Sandbox {
   }
 
   /**
-   * An instance for one step: the prewarmed one when ready, else a fresh one. The pinned digest is
-   * verified here for every step (and again inside #instantiate before any instantiation).
+   * An instance for one step: the prewarmed one when ready, else a fresh one. The pinned module
+   * file is checked once per step: here for a prewarmed instance, in #instantiate for a fresh one.
    */
   async #acquire(entry: Entry): Promise<LiveInstance> {
     const ready = entry.next;
@@ -417,8 +417,8 @@ export class Sandbox {
     return this.#instantiate(entry);
   }
 
-  async #instantiate(entry: Entry): Promise<LiveInstance> {
-    entry.pinned.verify();
+  async #instantiate(entry: Entry, verify = true): Promise<LiveInstance> {
+    if (verify) entry.pinned.verify();
     let hostBytes = 0;
     let hostLimit = false;
     const cap = entry.hostByteCap;
@@ -486,7 +486,8 @@ export class Sandbox {
         entry.filling = false;
         return;
       }
-      this.#instantiate(entry).then(
+      // No file check here: #acquire checks the file when it hands this instance out.
+      this.#instantiate(entry, false).then(
         (live) => {
           entry.filling = false;
           if (this.#closed || entry.next) void live.plugin.close();
