@@ -481,7 +481,9 @@ export class Sandbox {
   #schedulePrewarm(entry: Entry): void {
     if (entry.filling || entry.next || this.#closed) return;
     entry.filling = true;
-    setImmediate(() => {
+    // A timer, not setImmediate: the instantiation (~0.3 ms) then runs after the current request's
+    // ledger commit (check phase) and reply, instead of in front of them.
+    setTimeout(() => {
       if (this.#closed || !this.#entries.has(entry.manifest.action_id)) {
         entry.filling = false;
         return;
@@ -499,6 +501,6 @@ export class Sandbox {
           entry.filling = false;
         },
       );
-    });
+    }, 0);
   }
 }
