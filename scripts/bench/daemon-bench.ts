@@ -441,12 +441,14 @@ function isFigures(p: DaemonBenchResult['production']): p is GateFigures {
 export function formatDaemonTable(r: DaemonBenchResult): string {
   const row = (name: string, x: LoadResult): string[] => [
     name, String(x.concurrency), fmtUs(x.latency.p50_us), fmtUs(x.latency.p90_us), fmtUs(x.latency.p99_us), fmtUs(x.latency.mean_us), String(x.throughput),
-    x.server_cpu_us_per_call === undefined ? 'n/a' : fmtUs(x.server_cpu_us_per_call), String(x.latency.n),
+    x.server_cpu_us_per_call === undefined ? 'n/a' : fmtUs(x.server_cpu_us_per_call),
+    x.server_main_cpu_us_per_call === undefined ? 'n/a' : fmtUs(x.server_main_cpu_us_per_call),
+    fmtUs(x.client_cpu_us_per_call), String(x.latency.n),
   ];
   const rows: string[][] = [
     row('floor: bare hono JSON round trip', r.floor.c1),
     row('floor: bare hono JSON round trip', r.floor.c16),
-    ['client: DPoP proof signing (ES256)', '-', fmtUs(r.proof_sign.p50_us), fmtUs(r.proof_sign.p90_us), fmtUs(r.proof_sign.p99_us), fmtUs(r.proof_sign.mean_us), '-', '-', String(r.proof_sign.n)],
+    ['client: DPoP proof signing (ES256)', '-', fmtUs(r.proof_sign.p50_us), fmtUs(r.proof_sign.p90_us), fmtUs(r.proof_sign.p99_us), fmtUs(r.proof_sign.mean_us), '-', '-', '-', '-', String(r.proof_sign.n)],
   ];
   for (const g of [r.embedded, r.production]) {
     if (!isFigures(g)) continue;
@@ -457,14 +459,18 @@ export function formatDaemonTable(r: DaemonBenchResult): string {
       row(`${g.mode}: execute ${DENIED_ACTION} (403 denied)`, g.denied_c1),
     );
   }
-  return table(['series', 'c', 'p50', 'p90', 'p99', 'mean', 'calls/s', 'server CPU/call', 'n'], rows);
+  return table(['series', 'c', 'p50', 'p90', 'p99', 'mean', 'calls/s', 'server CPU/call', 'main thread', 'client CPU/call', 'n'], rows);
 }
 
 /** Ratios against the floor, the server's share of a call, start-up times and load averages. */
 export function formatDaemonRatios(r: DaemonBenchResult): string {
   const lines: string[] = [];
   const cpu = (x: LoadResult) => (x.server_cpu_us_per_call === undefined ? 'n/a' : fmtUs(x.server_cpu_us_per_call));
-  const ceiling = (x: LoadResult) => (x.server_cpu_us_per_call ? String(Math.round(1e6 / x.server_cpu_us_per_call)) : 'n/a');
+  // The event loop is one thread: its CPU per call bounds throughput on any number of cores. All
+  // of the call's CPU (gate threads + the client, on the same machine) shares the cores.
+  const mainCeiling = (x: LoadResult) => (x.server_main_cpu_us_per_call ? String(Math.round(1e6 / x.server_main_cpu_us_per_call)) : 'n/a');
+  const cores = r.embedded && isFigures(r.embedded) ? r.embedded.load_before.cores : 2;
+  const machineCeiling = (x: LoadResult) => (x.server_cpu_us_per_call ? String(Math.round((cores * 1e6) / (x.server_cpu_us_per_call + x.client_cpu_us_per_call))) : 'n/a');
   const f = r.floor;
   for (const g of [r.embedded, r.production]) {
     if (!isFigures(g)) {
@@ -478,7 +484,8 @@ export function formatDaemonRatios(r: DaemonBenchResult): string {
       `${g.mode}: echo p50 ${fmtUs(g.echo_c1.latency.p50_us)} = client proof ${fmtUs(r.proof_sign.p50_us)} + transport floor ${fmtUs(f.c1.latency.p50_us)}`
       + ` + gate ≈ ${fmtUs(g.echo_c1.latency.p50_us - r.proof_sign.p50_us - f.c1.latency.p50_us)}   (denied p50 ${fmtUs(g.denied_c1.latency.p50_us)})`,
       `${g.mode}: gate CPU per echo ${cpu(g.echo_c1)} at c=1, ${cpu(g.echo_c16)} at c=16 (floor ${cpu(f.c1)});`
-      + ` one core's ceiling at the c=16 cost ≈ ${ceiling(g.echo_c16)} calls/s`,
+      + ` at c=16: event-loop thread ${g.echo_c16.server_main_cpu_us_per_call === undefined ? 'n/a' : fmtUs(g.echo_c16.server_main_cpu_us_per_call)}, client ${fmtUs(g.echo_c16.client_cpu_us_per_call)};`
+      + ` ceilings ≈ ${mainCeiling(g.echo_c16)} calls/s (event loop) and ${machineCeiling(g.echo_c16)} calls/s (all CPU on ${cores} cores)`,
       `${g.mode}: start-up to /readyz ${(g.startup_ms / 1000).toFixed(1)} s; ${formatLoad(g.load_before)} before, ${g.load_after.load1} after`,
     );
   }

@@ -47,6 +47,10 @@ export interface LoadResult {
   elapsed_ms: number;
   /** CPU time (user + system, all threads) the measured process spent per call; absent off Linux. */
   server_cpu_us_per_call?: number;
+  /** The same for the server's main (event-loop) thread alone: the part that cannot use a second core. */
+  server_main_cpu_us_per_call?: number;
+  /** CPU time of this (the client's) process per call. */
+  client_cpu_us_per_call: number;
 }
 
 export interface LoadOptions {
@@ -82,26 +86,39 @@ export async function runLoad(opts: LoadOptions, fn: (i: number) => Promise<unkn
   const budget = opts.maxMs ?? Number.POSITIVE_INFINITY;
   await phase(opts.warmup, budget / 4);
   const samples: number[] = [];
-  const cpu0 = opts.serverPid === undefined ? undefined : processCpuMs(opts.serverPid);
+  const pid = opts.serverPid;
+  const cpu0 = pid === undefined ? undefined : processCpuMs(pid);
+  const main0 = pid === undefined ? undefined : processCpuMs(pid, pid);
+  const own0 = process.cpuUsage();
   const t0 = performance.now();
   await phase(opts.iterations, budget, samples);
   const elapsed = performance.now() - t0;
-  const cpu1 = opts.serverPid === undefined ? undefined : processCpuMs(opts.serverPid);
+  const own = process.cpuUsage(own0);
+  const cpu1 = pid === undefined ? undefined : processCpuMs(pid);
+  const main1 = pid === undefined ? undefined : processCpuMs(pid, pid);
+  const perCall = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && samples.length > 0 ? Math.round(((b - a) / samples.length) * 1000) : undefined);
+  const server = perCall(cpu0, cpu1);
+  const serverMain = perCall(main0, main1);
   return {
     concurrency: opts.concurrency,
     latency: summarize(samples),
     throughput: Math.round((samples.length / elapsed) * 1000),
     elapsed_ms: Math.round(elapsed),
-    ...(cpu0 !== undefined && cpu1 !== undefined && samples.length > 0 ? { server_cpu_us_per_call: Math.round(((cpu1 - cpu0) / samples.length) * 1000) } : {}),
+    ...(server !== undefined ? { server_cpu_us_per_call: server } : {}),
+    ...(serverMain !== undefined ? { server_main_cpu_us_per_call: serverMain } : {}),
+    client_cpu_us_per_call: samples.length > 0 ? Math.round((own.user + own.system) / samples.length) : 0,
   };
 }
 
 let clockTicks: number | undefined;
 
-/** user + system CPU time of a live process in ms (Linux /proc; clock-tick resolution), or undefined. */
-export function processCpuMs(pid: number): number | undefined {
+/**
+ * user + system CPU time of a live process (or of one of its threads, `tid`) in ms (Linux /proc;
+ * clock-tick resolution), or undefined.
+ */
+export function processCpuMs(pid: number, tid?: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
