@@ -17,6 +17,11 @@ export type DatabaseConfig =
     path: string;
     /** Milliseconds to wait for another process's write lock (default 5000). */
     busyTimeoutMs?: number;
+    /**
+     * Run the ledger's write transactions on a worker thread with its own connection, so their
+     * SQLite work and fsync leave the event loop (default false; the gate turns it on).
+     */
+    writerThread?: boolean;
   }
   | {
     kind: 'postgres';
@@ -76,14 +81,20 @@ export class LedgerDatabase {
   readonly #migrations = new Map<string, Migration>();
   readonly #onClose: () => void;
   readonly #raw: RawSqlite | undefined;
+  /** SQLite with a writer thread: where that thread opens the file. */
+  readonly writerThread: { path: string; busyTimeoutMs: number } | undefined;
   #closed = false;
 
   /** @internal use {@link openDatabase}. */
-  constructor(db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined, raw?: RawSqlite) {
+  constructor(
+    db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined, raw?: RawSqlite,
+    writerThread?: { path: string; busyTimeoutMs: number },
+  ) {
     this.db = db;
     this.dialect = dialect;
     this.#onClose = onClose;
     this.#raw = raw;
+    this.writerThread = writerThread;
   }
 
   /** True when {@link sqliteTransaction} is available (an SQLite database opened by {@link openDatabase}). */
@@ -101,23 +112,7 @@ export class LedgerDatabase {
     if (this.#closed) throw new Error('database is closed');
     const raw = this.#raw;
     if (!raw) throw new TypeError('sqliteTransaction needs an SQLite database');
-    return this.db.connection().execute(async () => {
-      raw.prepare('begin immediate').run();
-      let result: T;
-      try {
-        result = await fn(raw);
-      } catch (err) {
-        rollback(raw);
-        throw err;
-      }
-      try {
-        raw.prepare('commit').run();
-      } catch (err) {
-        rollback(raw);
-        throw new CommitError(err);
-      }
-      return result;
-    });
+    return this.db.connection().execute(() => rawTransaction(raw, fn));
   }
 
   /**
@@ -200,6 +195,28 @@ export class LedgerDatabase {
   }
 }
 
+/**
+ * `BEGIN IMMEDIATE` … `COMMIT` on a raw connection nobody else uses meanwhile. Rolls back on any
+ * error; a failed COMMIT is a {@link CommitError}.
+ */
+export async function rawTransaction<T>(raw: RawSqlite, fn: (raw: RawSqlite) => Promise<T>): Promise<T> {
+  raw.prepare('begin immediate').run();
+  let result: T;
+  try {
+    result = await fn(raw);
+  } catch (err) {
+    rollback(raw);
+    throw err;
+  }
+  try {
+    raw.prepare('commit').run();
+  } catch (err) {
+    rollback(raw);
+    throw new CommitError(err);
+  }
+  return result;
+}
+
 function rollback(raw: RawSqlite): void {
   try {
     raw.prepare('rollback').run();
@@ -237,7 +254,7 @@ const openSqliteFiles = new Set<string>();
  * prepared statements are cached by SQL text (better-sqlite3 statements are reusable, and SQLite
  * re-prepares one itself after a schema change).
  */
-function withStatementCache(db: Database.Database, max = 512): { close(): void; prepare(sql: string): Database.Statement } {
+export function withStatementCache(db: Database.Database, max = 512): { close(): void; prepare(sql: string): Database.Statement } {
   const cache = new Map<string, Database.Statement>();
   return {
     close: () => db.close(),
@@ -253,6 +270,23 @@ function withStatementCache(db: Database.Database, max = 512): { close(): void; 
   };
 }
 
+/** A better-sqlite3 connection with the pragmas the ledger relies on (WAL, synchronous=FULL). */
+export function openSqliteConnection(path: string, busyTimeoutMs: number): Database.Database {
+  const sqlite = new Database(path);
+  try {
+    const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
+    if (path !== ':memory:' && mode !== 'wal') throw new Error(`SQLite refused WAL mode (got ${mode})`);
+    // FULL: every commit of the evidence ledger is fsynced before it is acknowledged.
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    sqlite.pragma('foreign_keys = ON');
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+  return sqlite;
+}
+
 export async function openDatabase(config: DatabaseConfig): Promise<LedgerDatabase> {
   if (config.kind === 'sqlite') {
     await createPrivateDbFile(config.path);
@@ -260,24 +294,17 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     if (key !== undefined && openSqliteFiles.has(key)) {
       throw new Error(`SQLite ledger ${config.path} is already open in this process; share its LedgerDatabase`);
     }
-    const sqlite = new Database(config.path);
-    try {
-      const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
-      if (config.path !== ':memory:' && mode !== 'wal') throw new Error(`SQLite refused WAL mode (got ${mode})`);
-      // FULL: every commit of the evidence ledger is fsynced before it is acknowledged.
-      sqlite.pragma('synchronous = FULL');
-      sqlite.pragma(`busy_timeout = ${Math.trunc(config.busyTimeoutMs ?? 5000)}`);
-      sqlite.pragma('foreign_keys = ON');
-    } catch (err) {
-      sqlite.close();
-      throw err;
-    }
+    const busyTimeoutMs = Math.trunc(config.busyTimeoutMs ?? 5000);
+    const sqlite = openSqliteConnection(config.path, busyTimeoutMs);
     if (key !== undefined) openSqliteFiles.add(key);
     const release = () => {
       if (key !== undefined) openSqliteFiles.delete(key);
     };
     const cached = withStatementCache(sqlite);
-    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: cached }) }), 'sqlite', release, cached);
+    // The writer thread opens its own connection: it never waits on this thread's event loop, so the
+    // one-connection-per-process rule above (a deadlock within one thread) does not apply to it.
+    const writer = config.writerThread && key !== undefined ? { path: key, busyTimeoutMs } : undefined;
+    return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: cached }) }), 'sqlite', release, cached, writer);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');
   const timeout = Math.trunc(config.statementTimeoutMs ?? 15000);

@@ -1,9 +1,9 @@
 export { openDatabase, LedgerDatabase, CommitError, ADVISORY_LOCK, type DatabaseConfig, type Dialect, type Migration, type MigrationDb, type TransactionOptions } from './db.ts';
 export { LEDGER_MIGRATIONS, APPEND_ONLY_TABLES, type LedgerTables, type AuditEventsTable, type ExecutionIntentsTable, type ReceiptsTable, type CheckpointsTable } from './schema.ts';
 export {
-  openLedger, Ledger, type LedgerOptions, type LedgerKeys, type ExecutionIntent, type RecordIntentInput, type RecordedIntent,
-  type FinalizeInput, type Finalized,
+  openLedger, Ledger, type LedgerOptions, type LedgerKeys, type ExecutionIntent, type RecordIntentInput, type FinalizeInput,
 } from './ledger.ts';
+export type { RecordedIntent, Finalized } from './jobs.ts';
 export { startCheckpointer, LEDGER_CHANNEL, type Checkpointer, type CheckpointerOptions } from './checkpointer.ts';
 export {
   GENESIS_HASH, hashEvent, eventHashInput, signCheckpoint, verifyCheckpointSignature, checkpointSigningBytes, ChainVerifier,

@@ -8,10 +8,12 @@ import { systemClock, type AuditEventInput, type AuditSink, type Clock } from '.
 import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
 import { canonicalJson, sha256Hex, toJsonValue, type JsonValue } from './canonical.ts';
-import { ChainVerifier, GENESIS_HASH, hashEvent, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
+import { ChainVerifier, GENESIS_HASH, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
 import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
 import { signedHere } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
+import { runBatch, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
+import { WriterThread } from './writer-thread.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
 import { RECEIPT_ID, verifyReceipt, type Receipt } from './receipts.ts';
 import { LEDGER_MIGRATIONS, type AuditEventsTable, type ExecutionIntentsTable } from './schema.ts';
@@ -47,11 +49,6 @@ export interface RecordIntentInput {
   grant: SignedGrant;
 }
 
-export interface RecordedIntent {
-  intent_id: string;
-  created_at: string;
-  event: AppendResult | null;
-}
 
 export interface FinalizeInput {
   intentId: string;
@@ -59,10 +56,6 @@ export interface FinalizeInput {
   auditEvent: AuditEventInput;
 }
 
-export interface Finalized {
-  receipt_id: string;
-  event: AppendResult;
-}
 
 const MAX_FIELD = 512;
 const MAX_TYPE = 128;
@@ -72,47 +65,13 @@ const DEFAULT_MAX_BATCH = 64;
 const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-/** An event validated and canonicalized before it reaches a transaction. */
-type PreparedEvent = Omit<AuditEvent, 'seq' | 'ts' | 'prev_hash' | 'hash'> & { detailText: string | null };
-
-/** A job's refusal, thrown before the job wrote anything: only that job fails, the batch goes on. */
-class Refusal {
-  constructor(readonly error: GateError) {}
-}
-
-/** Assigns seq/ts/prev_hash/hash in memory for the events of one transaction. */
-class ChainCursor {
-  readonly rows: AuditEventsTable[] = [];
-  constructor(private seq: number, private hash: string, private ts: string | null, private readonly clock: Clock) {}
-
-  add(p: PreparedEvent): AppendResult {
-    const seq = this.seq + 1;
-    let ts = isoNow(this.clock);
-    // Timestamps never go backwards along the chain (clock skew between hosts or a stepped clock).
-    if (this.ts !== null && ts < this.ts) ts = this.ts;
-    const ev = {
-      seq, event_id: p.event_id, ts, type: p.type, decision: p.decision, trace_id: p.trace_id, action_id: p.action_id,
-      principal: p.principal, session_id: p.session_id, operator: p.operator, reason_code: p.reason_code,
-      detail: p.detail, prev_hash: this.hash,
-    };
-    const hash = hashEvent(ev);
-    this.rows.push({ ...ev, detail: p.detailText, hash });
-    this.seq = seq;
-    this.hash = hash;
-    this.ts = ts;
-    return { event_id: p.event_id, seq, hash };
-  }
-}
-
 interface Job {
   /** Code for a failure of the database (not a refusal). */
   failCode: GateErrorCode;
-  run(tx: ChainTx, cursor: ChainCursor): Promise<unknown>;
+  job: JobSpec;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
-
-type Outcome = { ok: true; value: unknown } | { ok: false; error: GateError };
 
 function isoNow(clock: Clock): string {
   const ms = clock.now();
@@ -175,6 +134,8 @@ export class Ledger {
   #closed = false;
   #trusted: TrustedHead | null = null;
   #checkpointing: Promise<Checkpoint | null> | null = null;
+  /** Embedded SQLite with a writer thread: where write batches run (else in this thread). */
+  readonly #thread: WriterThread | undefined;
   readonly #listeners = new Set<(committedEvents: number) => void>();
 
   /** @internal use {@link openLedger}. */
@@ -185,6 +146,8 @@ export class Ledger {
     this.#uuid = options.uuid ?? uuidv7;
     const gc = options.groupCommit ?? true;
     this.#maxBatch = gc === false ? 1 : gc === true ? DEFAULT_MAX_BATCH : Math.max(1, Math.trunc(gc.maxBatch));
+    const wt = this.database.writerThread;
+    this.#thread = wt ? new WriterThread(wt) : undefined;
   }
 
   /** This ledger as the shared AuditSink (`append` resolving to void) for admin routes and stages. */
@@ -204,7 +167,7 @@ export class Ledger {
     } catch (err) {
       throw err instanceof GateError ? err : new GateError('invalid_input', 'malformed audit event', { cause: err });
     }
-    return this.#enqueue('ledger_unavailable', async (_tx, cursor) => cursor.add(prepared)) as Promise<AppendResult>;
+    return this.#enqueue('ledger_unavailable', { kind: 'append', at: isoNow(this.#clock), event: prepared }) as Promise<AppendResult>;
   }
 
   /**
@@ -238,18 +201,17 @@ export class Ledger {
     } catch (err) {
       throw err instanceof GateError ? err : new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
     }
-    const ev = prepared;
-    return this.#enqueue('ledger_unavailable', async (tx, cursor) => {
-      const used = await tx.intentConflict(grant.grant_id, intentId);
-      if (used) throw new Refusal(new GateError('internal_error', used.grant_id === grant.grant_id ? 'grant already consumed' : 'intent_id exists'));
-      const createdAt = isoNow(this.#clock);
-      await tx.insertIntent({
+    const at = isoNow(this.#clock);
+    return this.#enqueue('ledger_unavailable', {
+      kind: 'intent',
+      at,
+      event: prepared,
+      intent: {
         intent_id: intentId, trace_id: grant.trace_id, grant_id: grant.grant_id, grant_json: grantJson,
         grant_signature: grant.grant_signature, action_id: grant.action_id, action_version: grant.action_version,
         principal: grant.principal, session_id: grant.session_id, request_hash: grant.request_hash,
-        plan_hash: grant.plan_hash, created_at: createdAt, resolved_at: null, receipt_id: null,
-      });
-      return { intent_id: intentId, created_at: createdAt, event: ev ? cursor.add(ev) : null } satisfies RecordedIntent;
+        plan_hash: grant.plan_hash, created_at: at, resolved_at: null, receipt_id: null,
+      },
     }) as Promise<RecordedIntent>;
   }
 
@@ -285,34 +247,18 @@ export class Ledger {
     } catch (err) {
       throw fail('malformed receipt or audit event', err);
     }
-    return this.#enqueue('evidence_persistence_failed', async (tx, cursor) => {
-      const intent = await tx.intent(intentId);
-      if (!intent) throw new Refusal(fail('unknown intent'));
-      if (intent.resolved_at !== null) throw new Refusal(fail('intent already resolved'));
-      let grant: SignedGrant;
-      try {
-        grant = JSON.parse(intent.grant_json) as SignedGrant;
-      } catch (err) {
-        throw new Refusal(fail('stored grant is unreadable', err));
-      }
-      const mismatch = ([
-        ['grant_id', intent.grant_id], ['trace_id', intent.trace_id], ['action_id', intent.action_id],
-        ['action_version', intent.action_version], ['principal', intent.principal], ['session_id', intent.session_id],
-        ['request_hash', intent.request_hash], ['plan_hash', intent.plan_hash], ['provider_module_digest', grant.module_digest],
-      ] as const).find(([k, v]) => receipt[k] !== v);
-      if (mismatch) throw new Refusal(fail(`receipt ${mismatch[0]} does not match the intent`));
-      if (await tx.receiptExists(receipt.receipt_id)) throw new Refusal(fail('receipt_id exists'));
-      // Writes start here: nothing below may throw a Refusal.
-      const now = isoNow(this.#clock);
-      if ((await tx.resolveIntent(intentId, now, receipt.receipt_id)) !== 1) throw new Error('intent changed under the chain lock');
-      const event = cursor.add(prepared);
-      await tx.insertReceipt({
-        receipt_id: receipt.receipt_id, intent_id: intentId, grant_id: receipt.grant_id, trace_id: receipt.trace_id,
-        action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id,
-        event_seq: event.seq, receipt_json: receiptJson, created_at: now,
-      });
-      return { receipt_id: receipt.receipt_id, event } satisfies Finalized;
-    }) as Promise<Finalized>;
+    let at: string;
+    try {
+      at = isoNow(this.#clock);
+    } catch (err) {
+      throw fail('clock out of range', err);
+    }
+    const binding: ReceiptBinding = {
+      receipt_id: receipt.receipt_id, grant_id: receipt.grant_id, trace_id: receipt.trace_id, action_id: receipt.action_id,
+      action_version: receipt.action_version, principal: receipt.principal, session_id: receipt.session_id,
+      request_hash: receipt.request_hash, plan_hash: receipt.plan_hash, provider_module_digest: receipt.provider_module_digest,
+    };
+    return this.#enqueue('evidence_persistence_failed', { kind: 'finalize', at, intentId, receipt: binding, receiptJson, event: prepared }) as Promise<Finalized>;
   }
 
   // ---------------------------------------------------------------- reads
@@ -510,6 +456,7 @@ export class Ledger {
     this.#closed = true;
     while (this.#running) await this.#draining;
     if (this.#checkpointing) await this.#checkpointing.catch(() => undefined);
+    await this.#thread?.close();
   }
 
   // ---------------------------------------------------------------- internals
@@ -559,10 +506,10 @@ export class Ledger {
     return this.database.transaction((k) => fn(new KyselyChainTx(k)), { advisoryLock: ADVISORY_LOCK.ledgerAppend });
   }
 
-  #enqueue(failCode: GateErrorCode, run: Job['run']): Promise<unknown> {
+  #enqueue(failCode: GateErrorCode, job: JobSpec): Promise<unknown> {
     if (this.#closed) return Promise.reject(new GateError(failCode, 'ledger is closed'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ failCode, run, resolve, reject });
+      this.#queue.push({ failCode, job, resolve, reject });
       if (!this.#running) {
         this.#running = true;
         this.#draining = this.#drain();
@@ -587,25 +534,12 @@ export class Ledger {
   }
 
   async #runBatch(batch: Job[]): Promise<void> {
-    let outcomes: Outcome[];
+    let outcomes: JobOutcome[];
     let committed = 0;
     try {
-      const r = await this.#transaction(async (tx) => {
-        const head = await tx.head();
-        const cursor = new ChainCursor(head?.seq ?? 0, head?.hash ?? GENESIS_HASH, head?.ts ?? null, this.#clock);
-        const out: Outcome[] = [];
-        for (const job of batch) {
-          try {
-            out.push({ ok: true, value: await job.run(tx, cursor) });
-          } catch (err) {
-            if (!(err instanceof Refusal)) throw err;
-            out.push({ ok: false, error: err.error });
-          }
-        }
-        await tx.insertEvents(cursor.rows);
-        return { out, events: cursor.rows.length };
-      });
-      outcomes = r.out;
+      const jobs = batch.map((j) => j.job);
+      const r = this.#thread ? await this.#thread.run(jobs) : await runBatch((fn) => this.#transaction(fn), GENESIS_HASH, jobs);
+      outcomes = r.outcomes;
       committed = r.events;
     } catch (err) {
       // The whole transaction rolled back (or its COMMIT outcome is unknown): every job in it fails.
@@ -617,9 +551,9 @@ export class Ledger {
       return;
     }
     batch.forEach((job, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) job.resolve(o.value);
-      else job.reject(o.error);
+      const o = outcomes[i];
+      if (o?.ok) job.resolve(o.value);
+      else job.reject(o ? new GateError(o.refusal.code, o.refusal.message) : new GateError(job.failCode, 'ledger writer returned no outcome'));
     });
     if (committed > 0) {
       for (const l of this.#listeners) {
