@@ -90,8 +90,6 @@ export class DpopVerifier {
 
   /** Verifies the proof and consumes its jti. Returns the proof's jkt. */
   async verify(input: ProofInput): Promise<string> {
-    const nowMs = this.clockGuard.now();
-    const nowS = Math.floor(nowMs / 1000);
     const bad = (why: string): never => { throw new GateError('invalid_dpop', why); };
     let parsed;
     try {
@@ -117,6 +115,11 @@ export class DpopVerifier {
     }
     // Signature before the binding check, so an unknown credential costs the same as a known one.
     if (!(await verifyEs256Async(key, parsed.signingInput, parsed.signature))) bad('signature');
+    // The clock is read after the signature check, which waits in the thread pool for an unbounded
+    // time: freshness must be judged on the same clock reading as the replay mark below, or a
+    // proof whose replay entry expired during that wait would pass both (test/security/dpop-replay-window.test.ts).
+    const nowMs = this.clockGuard.now();
+    const nowS = Math.floor(nowMs / 1000);
     if (!safeEqual(jkt, input.expectedJkt)) bad('key not bound');
     if (p.htm !== input.method) bad('htm');
     if (typeof p.htu !== 'string' || p.htu !== this.base + input.path) bad('htu');
