@@ -97,6 +97,11 @@ export class LedgerDatabase {
     this.writerThread = writerThread;
   }
 
+  /** True once {@link close} ran: every query and transaction fails. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** True when {@link sqliteTransaction} is available (an SQLite database opened by {@link openDatabase}). */
   get hasRawSqlite(): boolean {
     return this.#raw !== undefined;

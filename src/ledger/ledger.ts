@@ -538,6 +538,8 @@ export class Ledger {
     let committed = 0;
     try {
       const jobs = batch.map((j) => j.job);
+      // The writer thread has its own connection: a closed database must still refuse, as it does here.
+      if (this.database.closed) throw new Error('database is closed');
       const r = this.#thread ? await this.#thread.run(jobs) : await runBatch((fn) => this.#transaction(fn), GENESIS_HASH, jobs);
       outcomes = r.outcomes;
       committed = r.events;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { GateError } from '../../src/errors.ts';
 import { openDatabase, type Migration } from '../../src/ledger/index.ts';
-import { BACKENDS, currentPostgres, ledgerOn, makeGrant, makeReceipt, sqliteBackend, tempDir, testKeys } from './helpers.ts';
+import { BACKENDS, currentPostgres, ledgerOn, makeGrant, makeReceipt, postgresBackend, sqliteBackend, tempDir, testKeys } from './helpers.ts';
 
 function isCode(code: string) {
   return (err: unknown) => {
@@ -42,7 +42,7 @@ for (const backend of BACKENDS) {
       db.registerMigration('approvals/0002_plan_hash', approvals2);
       db.registerMigration('approvals/0001_init', approvals);
       await ledgerOn(db, await testKeys(t)); // registers ledger/0001_init and migrates
-      assert.deepEqual(order, [`approvals:${backend.name}`, 'approvals2']);
+      assert.deepEqual(order, [`approvals:${db.dialect}`, 'approvals2']);
       assert.deepEqual(await db.migrate(), []);
       // Typed access through the same kysely instance.
       const typed = db.db.withTables<{ approvals: { approval_id: string; state: string; plan_hash: string | null } }>();
@@ -54,7 +54,7 @@ for (const backend of BACKENDS) {
       other.registerMigration('approvals/0001_init', approvals);
       other.registerMigration('approvals/0002_plan_hash', approvals2);
       assert.deepEqual(await other.migrate(), []);
-      assert.deepEqual(order, [`approvals:${backend.name}`, 'approvals2']);
+      assert.deepEqual(order, [`approvals:${db.dialect}`, 'approvals2']);
     });
 
     test('a failing migration applies nothing (one transaction) and is retried next time', async (t) => {
@@ -187,8 +187,8 @@ describe('SQLite specifics', () => {
   });
 });
 
-describe('PostgreSQL outage', { skip: BACKENDS[1]!.skip }, () => {
-  const backend = BACKENDS[1]!;
+describe('PostgreSQL outage', { skip: postgresBackend.skip }, () => {
+  const backend = postgresBackend;
   before(() => backend.start());
   after(() => backend.stop());
 

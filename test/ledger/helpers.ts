@@ -18,7 +18,7 @@ export interface TestContext {
 }
 
 export interface Backend {
-  name: 'sqlite' | 'postgres';
+  name: 'sqlite' | 'sqlite-writer-thread' | 'postgres';
   /** Skip reason (undefined = run). In CI a missing PostgreSQL throws here, failing the file. */
   skip: string | undefined;
   start(): Promise<void>;
@@ -61,6 +61,17 @@ export const sqliteBackend: Backend = {
   },
 };
 
+/** SQLite with the ledger's write transactions on a writer thread (what the gate runs). */
+export const sqliteWriterThreadBackend: Backend = {
+  name: 'sqlite-writer-thread',
+  skip: undefined,
+  async start() {},
+  async stop() {},
+  async fresh(t) {
+    return opener(t, { kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true });
+  },
+};
+
 let pgServer: PostgresServer | undefined;
 let dbCounter = 0;
 
@@ -86,7 +97,7 @@ export const postgresBackend: Backend = {
   },
 };
 
-export const BACKENDS: Backend[] = [sqliteBackend, postgresBackend];
+export const BACKENDS: Backend[] = [sqliteBackend, sqliteWriterThreadBackend, postgresBackend];
 
 /** The PostgreSQL server of this test file (for outage tests). */
 export function currentPostgres(): PostgresServer | undefined {
