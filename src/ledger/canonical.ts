@@ -80,6 +80,41 @@ export function canonicalJson(value: unknown): string {
   return writeCanonical(value, new Set(), '$');
 }
 
+/**
+ * The canonical members of a plain object, sorted as RFC 8785 sorts them: `"key":value` texts.
+ * `'{' + members.join(',') + '}'` is `canonicalJson(obj)`; a member can be added without
+ * re-serializing the rest ({@link withMember}). Refuses what canonicalJson refuses.
+ */
+export function canonicalMembers(obj: Record<string, unknown>): Array<[key: string, text: string]> {
+  const proto = Object.getPrototypeOf(obj) as unknown;
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || (proto !== Object.prototype && proto !== null)) {
+    throw new TypeError('$: not a plain object');
+  }
+  const seen = new Set<object>([obj]);
+  const out: Array<[string, string]> = [];
+  for (const k of Object.keys(obj).sort()) {
+    const item = obj[k];
+    if (item === undefined) continue;
+    if (LONE_SURROGATE.test(k)) throw new TypeError('$: lone surrogate in key');
+    out.push([k, `${JSON.stringify(k)}:${writeCanonical(item, seen, `$.${k}`)}`]);
+  }
+  return out;
+}
+
+/** The canonical object text of `members` with one more string member (which must not be there yet). */
+export function withMember(members: ReadonlyArray<[string, string]>, key: string, value: string): string {
+  if (members.some(([k]) => k === key)) throw new TypeError(`$: ${key} is already a member`);
+  const all = [...members, [key, `${JSON.stringify(key)}:${JSON.stringify(value)}`] as [string, string]];
+  // The default sort compares UTF-16 code units, as RFC 8785 requires.
+  all.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${all.map(([, t]) => t).join(',')}}`;
+}
+
+/** The canonical object text of `members`. */
+export function joinMembers(members: ReadonlyArray<[string, string]>): string {
+  return `{${members.map(([, t]) => t).join(',')}}`;
+}
+
 function writeCanonical(v: unknown, seen: Set<object>, path: string): string {
   if (v === null) return 'null';
   switch (typeof v) {
@@ -131,6 +166,11 @@ function writeCanonical(v: unknown, seen: Set<object>, path: string): string {
 /** The exact bytes hashed or signed for `domain`: UTF-8(domain + "\n" + JCS(value)). */
 export function domainBytes(domain: Domain, value: unknown): Buffer {
   return Buffer.from(`${domain}\n${canonicalJson(value)}`, 'utf8');
+}
+
+/** {@link domainBytes} of an object given as its {@link canonicalMembers}. */
+export function domainText(domain: Domain, members: ReadonlyArray<[string, string]>): Buffer {
+  return Buffer.from(`${domain}\n${joinMembers(members)}`, 'utf8');
 }
 
 /** Lowercase hex SHA-256. */

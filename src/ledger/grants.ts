@@ -5,7 +5,7 @@ import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, canonicalJson, domainBytes, toJsonValue } from './canonical.ts';
+import { DOMAIN, canonicalMembers, domainBytes, domainText, toJsonValue, withMember } from './canonical.ts';
 import { rememberSigned } from './signed-here.ts';
 import type { SignatureStatus } from './receipts.ts';
 
@@ -75,14 +75,16 @@ export function grantProblem(g: unknown, signed: boolean): string | null {
 /** Signs grant claims with the grant key. Throws TypeError on malformed claims (a pipeline bug). */
 export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
   const body = grantBody(claims, key);
-  return sealGrant(body, key.sign(grantSigningBytes(body)), key);
+  const members = canonicalMembers(body as unknown as Record<string, unknown>);
+  return sealGrant(body, members, key.sign(domainText(DOMAIN.grant, members)), key);
 }
 
 /** {@link signGrant} with the signature computed on the thread pool (the pipeline's form). */
 export async function signGrantAsync(claims: GrantClaims, key: SigningKey): Promise<SignedGrant> {
   const body = grantBody(claims, key);
-  const bytes = grantSigningBytes(body);
-  return sealGrant(body, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
+  const members = canonicalMembers(body as unknown as Record<string, unknown>);
+  const bytes = domainText(DOMAIN.grant, members);
+  return sealGrant(body, members, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
 }
 
 function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'grant_signature'> {
@@ -93,9 +95,10 @@ function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'gra
   return toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
 }
 
-function sealGrant(body: Omit<SignedGrant, 'grant_signature'>, signature: Buffer, key: SigningKey): SignedGrant {
-  const signed: SignedGrant = { ...body, grant_signature: signature.toString('hex') };
-  rememberSigned(signed, canonicalJson(signed), key);
+function sealGrant(body: Omit<SignedGrant, 'grant_signature'>, members: Array<[string, string]>, signature: Buffer, key: SigningKey): SignedGrant {
+  const hex = signature.toString('hex');
+  const signed: SignedGrant = { ...body, grant_signature: hex };
+  rememberSigned(signed, withMember(members, 'grant_signature', hex), key);
   return signed;
 }
 

@@ -10,7 +10,7 @@ import type { PublicKeySet } from '../keys/key-set.ts';
 import { canonicalJson, sha256Hex, toJsonValue, type JsonValue } from './canonical.ts';
 import { ChainVerifier, GENESIS_HASH, parseCheckpoint, signCheckpoint, verifyCheckpointSignature, type TrustedHead } from './chain.ts';
 import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
-import { signedHere } from './signed-here.ts';
+import { signedText } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
 import { runBatch, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
 import { WriterThread } from './writer-thread.ts';
@@ -181,15 +181,18 @@ export class Ledger {
     if (problem) throw new GateError('internal_error', `recordIntent: ${problem}`);
     const intentId = input.intent_id ?? `int_${this.#uuid()}`;
     if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', 'recordIntent: intent_id must be int_<uuidv7>');
-    let grantJson: string;
-    try {
-      grantJson = canonicalJson(grant);
-    } catch (err) {
-      throw new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
-    }
     const keys = this.#keys.grantKeys();
-    const status = signedHere(grant, grantJson, keys) ? 'verified' : verifyGrant(grant, keys);
-    if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
+    // Signed by this process and frozen since: no verification, no re-serialization needed.
+    let grantJson = signedText(grant, keys);
+    if (grantJson === undefined) {
+      try {
+        grantJson = canonicalJson(grant);
+      } catch (err) {
+        throw new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
+      }
+      const status = verifyGrant(grant, keys);
+      if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
+    }
     let prepared: PreparedEvent | null = null;
     try {
       if (auditEvent) {
@@ -229,15 +232,17 @@ export class Ledger {
     if (typeof receipt !== 'object' || receipt === null || typeof receipt.receipt_id !== 'string' || !RECEIPT_ID.test(receipt.receipt_id)) {
       throw fail('receipt_id must be rcpt_<uuidv7>');
     }
-    let receiptJson: string;
-    try {
-      receiptJson = canonicalJson(receipt);
-    } catch (err) {
-      throw fail('malformed receipt or audit event', err);
-    }
     const keys = this.#keys.receiptKeys();
-    const status = signedHere(receipt, receiptJson, keys) ? 'verified' : verifyReceipt(receipt, keys);
-    if (status !== 'verified') throw fail(`receipt signature ${status}`);
+    let receiptJson = signedText(receipt, keys);
+    if (receiptJson === undefined) {
+      try {
+        receiptJson = canonicalJson(receipt);
+      } catch (err) {
+        throw fail('malformed receipt or audit event', err);
+      }
+      const status = verifyReceipt(receipt, keys);
+      if (status !== 'verified') throw fail(`receipt signature ${status}`);
+    }
     let prepared: PreparedEvent;
     try {
       prepared = this.#prepare(auditEvent, {

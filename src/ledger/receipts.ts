@@ -5,7 +5,7 @@ import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, canonicalJson, domainBytes, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { DOMAIN, canonicalMembers, domainBytes, domainText, jsonDigest, toJsonValue, withMember, type JsonValue } from './canonical.ts';
 import { rememberSigned } from './signed-here.ts';
 
 export type NormalizedResult =
@@ -116,14 +116,16 @@ function checkInput(r: ReceiptInput): void {
  */
 export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Receipt {
   const body = receiptBody(input, key, uuid);
-  return sealReceipt(body, key.sign(receiptSigningBytes(body)), key);
+  const members = canonicalMembers(body as unknown as Record<string, unknown>);
+  return sealReceipt(body, members, key.sign(domainText(DOMAIN.receipt, members)), key);
 }
 
 /** {@link buildReceipt} with the signature computed on the thread pool (the pipeline's form). */
 export async function buildReceiptAsync(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Promise<Receipt> {
   const body = receiptBody(input, key, uuid);
-  const bytes = receiptSigningBytes(body);
-  return sealReceipt(body, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
+  const members = canonicalMembers(body as unknown as Record<string, unknown>);
+  const bytes = domainText(DOMAIN.receipt, members);
+  return sealReceipt(body, members, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
 }
 
 function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): ReceiptBody {
@@ -138,9 +140,10 @@ function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): 
   }) as unknown as ReceiptBody;
 }
 
-function sealReceipt(body: ReceiptBody, signature: Buffer, key: SigningKey): Receipt {
-  const receipt: Receipt = { ...body, receipt_signature: signature.toString('hex') };
-  rememberSigned(receipt, canonicalJson(receipt), key);
+function sealReceipt(body: ReceiptBody, members: Array<[string, string]>, signature: Buffer, key: SigningKey): Receipt {
+  const hex = signature.toString('hex');
+  const receipt: Receipt = { ...body, receipt_signature: hex };
+  rememberSigned(receipt, withMember(members, 'receipt_signature', hex), key);
   return receipt;
 }
 

@@ -1,10 +1,10 @@
 // Documents (grants, receipts) this process signed, remembered by object identity together with
-// their exact canonical text and the signing key. When the same object comes back to a verifier in
-// this process (the ledger consuming a grant or storing a receipt moments after the pipeline signed
-// it), and it still canonicalizes to that text, and the verifier's key set holds that very key, the
-// Ed25519 verification (~170 µs here, docs/benchmarks.md) cannot answer anything but `verified`:
-// it is skipped. Any other object — parsed, copied, altered, or signed by a key the set lacks —
-// is verified in full.
+// their exact canonical text and the signing key, and deep-frozen at signing. When the same object
+// comes back to a verifier in this process (the ledger consuming a grant or storing a receipt
+// moments after the pipeline signed it) and the verifier's key set holds that very key, the
+// Ed25519 verification (~170 µs here, docs/benchmarks.md) cannot answer anything but `verified`,
+// and the remembered text is its exact canonical form: both are skipped. Any other object —
+// parsed, copied, or signed by a key the set lacks — is verified and serialized in full.
 import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
 
@@ -16,15 +16,33 @@ interface Memo {
 
 const memo = new WeakMap<object, Memo>();
 
-/** Records that `doc` (whose canonical JSON is `text`) was just signed with `key`. */
+function deepFreeze(v: unknown): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const item of Object.values(v)) deepFreeze(item);
+}
+
+/**
+ * Records that `doc` (whose canonical JSON is `text`) was just signed with `key`, and freezes it
+ * (deeply): a signed document never changes afterwards, so its remembered text stays exact.
+ */
 export function rememberSigned(doc: object, text: string, key: SigningKey): void {
+  deepFreeze(doc);
   memo.set(doc, { text, kid: key.kid, x: key.publicJwk.x });
 }
 
-/** True when `doc` was signed in this process, still has canonical JSON `text`, and `keys` holds its key. */
-export function signedHere(doc: object, text: string, keys: PublicKeySet): boolean {
+/**
+ * The canonical text of `doc` if this process signed it (it is frozen since) with a key `keys`
+ * holds: the signature needs no verification and the text no re-serialization. Else undefined.
+ */
+export function signedText(doc: object, keys: PublicKeySet): string | undefined {
   const m = memo.get(doc);
-  if (!m || m.text !== text) return false;
+  if (!m || !Object.isFrozen(doc)) return undefined;
   const entry = keys.get(m.kid);
-  return entry !== undefined && entry.jwk.kty === 'OKP' && entry.jwk.x === m.x;
+  return entry !== undefined && entry.jwk.kty === 'OKP' && entry.jwk.x === m.x ? m.text : undefined;
+}
+
+/** True when `doc` was signed in this process, has canonical JSON `text`, and `keys` holds its key. */
+export function signedHere(doc: object, text: string, keys: PublicKeySet): boolean {
+  return signedText(doc, keys) === text;
 }

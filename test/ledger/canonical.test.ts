@@ -5,7 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import canonicalize from 'canonicalize';
-import { canonicalJson, toJsonValue } from '../../src/ledger/canonical.ts';
+import { canonicalJson, canonicalMembers, joinMembers, toJsonValue, withMember } from '../../src/ledger/canonical.ts';
 
 const reference = (v: unknown): string => canonicalize(toJsonValue(v))!;
 
@@ -84,5 +84,19 @@ describe('canonicalJson', () => {
   test('a shared (non-cyclic) sub-object is fine', () => {
     const s = { k: 1 };
     assert.equal(canonicalJson({ a: s, b: [s, s] }), '{"a":{"k":1},"b":[{"k":1},{"k":1}]}');
+  });
+
+  test('canonicalMembers / withMember: the same text as canonicalJson of the object with the member added', () => {
+    const plainObject = json.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v));
+    fc.assert(fc.property(plainObject, tricky, fc.string(), (o, key, value) => {
+      fc.pre(!Object.hasOwn(o, key));
+      const members = canonicalMembers(o);
+      assert.equal(joinMembers(members), canonicalJson(o));
+      const withIt: Record<string, unknown> = { ...o };
+      Object.defineProperty(withIt, key, { value, enumerable: true, writable: true, configurable: true });
+      assert.equal(withMember(members, key, value), canonicalJson(withIt));
+    }), { numRuns: 2000 });
+    assert.throws(() => withMember(canonicalMembers({ a: 1 }), 'a', 'x'), /already a member/);
+    assert.throws(() => canonicalMembers([] as unknown as Record<string, unknown>), TypeError);
   });
 });

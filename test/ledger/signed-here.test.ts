@@ -5,7 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { GateError } from '../../src/errors.ts';
 import { buildReceipt, canonicalJson, openDatabase } from '../../src/ledger/index.ts';
-import { signedHere } from '../../src/ledger/signed-here.ts';
+import { signedHere, signedText } from '../../src/ledger/signed-here.ts';
 import { count, ledgerOn, makeGrant, receiptInput, tempDir, testKeys } from './helpers.ts';
 import { join } from 'node:path';
 
@@ -24,20 +24,30 @@ const refused = (code: string, text: RegExp) => (err: unknown) => {
 };
 
 describe('signed here', () => {
-  test('a grant altered in place after signing is verified in full and refused', async (t) => {
-    const { db, keys, ledger } = await embeddedLedger(t);
+  test('a signed grant or receipt cannot be altered in place (deep-frozen), so its remembered text stays exact', async (t) => {
+    const { keys } = await embeddedLedger(t);
     const grant = makeGrant(keys);
-    (grant as { principal: string }).principal = 'mallory';
+    assert.throws(() => { (grant as { principal: string }).principal = 'mallory'; }, TypeError);
+    const receipt = buildReceipt(receiptInput(grant), keys.receipt);
+    assert.throws(() => { (receipt as { provider_receipt: unknown }).provider_receipt = { forged: true }; }, TypeError);
+    const nested = receipt.normalized_result as { summary?: string };
+    assert.throws(() => { nested.summary = 'forged'; }, TypeError);
+    assert.equal(signedText(grant, keys.grantKeys()), canonicalJson(grant));
+    assert.equal(signedText(receipt, keys.receiptKeys()), canonicalJson(receipt));
+  });
+
+  test('an altered copy of a signed grant is verified in full and refused', async (t) => {
+    const { db, keys, ledger } = await embeddedLedger(t);
+    const grant = { ...makeGrant(keys), principal: 'mallory' };
     await assert.rejects(ledger.recordIntent({ grant }), refused('internal_error', /grant signature signature_invalid/));
     assert.equal(await count(db, 'execution_intents'), 0);
   });
 
-  test('a receipt altered in place after signing is verified in full and refused', async (t) => {
+  test('an altered copy of a signed receipt is verified in full and refused', async (t) => {
     const { db, keys, ledger } = await embeddedLedger(t);
     const grant = makeGrant(keys);
     const { intent_id } = await ledger.recordIntent({ grant });
-    const receipt = buildReceipt(receiptInput(grant), keys.receipt);
-    (receipt as { provider_receipt: unknown }).provider_receipt = { forged: true };
+    const receipt = { ...buildReceipt(receiptInput(grant), keys.receipt), provider_receipt: { forged: true } };
     await assert.rejects(
       ledger.finalize({ intentId: intent_id, receipt, auditEvent: { type: 'execute', decision: 'allow' } }),
       refused('evidence_persistence_failed', /receipt signature signature_invalid/),
@@ -69,16 +79,15 @@ describe('signed here', () => {
     await assert.rejects(ledger.recordIntent({ grant }), refused('internal_error', /grant signature unknown_kid/));
   });
 
-  test('the remembered text must match: a stale text (object changed and changed back is fine, changed is not)', async (t) => {
+  test('the remembered text is exactly the canonical form the signature covers (plus the signature member)', async (t) => {
+    const { verifyGrant, grantSigningBytes } = await import('../../src/ledger/index.ts');
     const keys = await testKeys(t);
     const grant = makeGrant(keys);
-    const text = canonicalJson(grant);
-    const g = grant as { epoch: number };
-    g.epoch += 1;
-    assert.equal(signedHere(grant, canonicalJson(grant), keys.grantKeys()), false);
-    g.epoch -= 1;
-    assert.equal(signedHere(grant, canonicalJson(grant), keys.grantKeys()), true);
-    assert.equal(canonicalJson(grant), text);
+    const text = signedText(grant, keys.grantKeys())!;
+    assert.equal(text, canonicalJson(structuredClone(grant)));
+    const { grant_signature: _sig, ...body } = JSON.parse(text) as Record<string, unknown>;
+    assert.equal(grantSigningBytes(body).toString('utf8'), `portcullis-grant-v1\n${canonicalJson(body)}`);
+    assert.equal(verifyGrant(JSON.parse(text), keys.grantKeys()), 'verified');
   });
 });
 
