@@ -62,7 +62,9 @@ function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
       // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
       // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
       // signed bytes, letting an attacker add unsigned content to a "verified" document.
-      Object.defineProperty(out, k, { value: copy(item, seen, `${path}.${k}`), enumerable: true, writable: true, configurable: true });
+      const value = copy(item, seen, `${path}.${k}`);
+      if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+      else out[k] = value;
     }
     return out;
   } finally {
