@@ -27,17 +27,31 @@ export function toJsonValue(value: unknown): JsonValue {
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
-  if (v === null) return null;
+/** How {@link walk} builds its result: a copy ({@link toJsonValue}) or canonical text ({@link canonicalJson}). */
+interface Builder<T> {
+  scalar(v: null | boolean | number | string): T;
+  array(items: T[]): T;
+  object(entries: Array<[string, T]>): T;
+  /** Members in sorted (RFC 8785) order rather than insertion order. */
+  sorted: boolean;
+}
+
+/**
+ * The one traversal behind toJsonValue and canonicalJson, so both refuse exactly the same values:
+ * non-finite numbers, lone surrogates (in strings and keys), functions, symbols, bigints, undefined
+ * in arrays, non-plain objects, cycles. Object members whose value is undefined are skipped; -0 is 0.
+ */
+function walk<T>(v: unknown, seen: Set<object>, path: string, b: Builder<T>): T {
+  if (v === null) return b.scalar(null);
   switch (typeof v) {
     case 'boolean':
-      return v;
+      return b.scalar(v);
     case 'number':
       if (!Number.isFinite(v)) throw new TypeError(`${path}: non-finite number`);
-      return Object.is(v, -0) ? 0 : v;
+      return b.scalar(Object.is(v, -0) ? 0 : v);
     case 'string':
       if (LONE_SURROGATE.test(v)) throw new TypeError(`${path}: lone surrogate`);
-      return v;
+      return b.scalar(v);
     case 'object':
       break;
     default:
@@ -48,28 +62,57 @@ function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
   seen.add(obj);
   try {
     if (Array.isArray(obj)) {
-      return obj.map((item, i) => {
+      const items: T[] = [];
+      for (let i = 0; i < obj.length; i++) {
+        const item: unknown = obj[i];
         if (item === undefined) throw new TypeError(`${path}[${i}]: undefined in array`);
-        return copy(item, seen, `${path}[${i}]`);
-      });
+        items.push(walk(item, seen, `${path}[${i}]`, b));
+      }
+      return b.array(items);
     }
     const proto = Object.getPrototypeOf(obj) as unknown;
     if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
-    const out: { [k: string]: JsonValue } = {};
-    for (const [k, item] of Object.entries(obj)) {
+    const rec = obj as Record<string, unknown>;
+    const keys = b.sorted ? Object.keys(rec).sort() : Object.keys(rec);
+    const entries: Array<[string, T]> = [];
+    for (const k of keys) {
+      const item = rec[k];
       if (item === undefined) continue;
       if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
+      entries.push([k, walk(item, seen, `${path}.${k}`, b)]);
+    }
+    return b.object(entries);
+  } finally {
+    seen.delete(obj);
+  }
+}
+
+const COPY: Builder<JsonValue> = {
+  sorted: false,
+  scalar: (v) => v,
+  array: (items) => items,
+  object(entries) {
+    const out: { [k: string]: JsonValue } = {};
+    for (const [k, value] of entries) {
       // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
       // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
       // signed bytes, letting an attacker add unsigned content to a "verified" document.
-      const value = copy(item, seen, `${path}.${k}`);
       if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
       else out[k] = value;
     }
     return out;
-  } finally {
-    seen.delete(obj);
-  }
+  },
+};
+
+const TEXT: Builder<string> = {
+  sorted: true,
+  scalar: (v) => JSON.stringify(v),
+  array: (items) => `[${items.join(',')}]`,
+  object: (entries) => `{${entries.map(([k, t]) => `${JSON.stringify(k)}:${t}`).join(',')}}`,
+};
+
+function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
+  return walk(v, seen, path, COPY);
 }
 
 /**
@@ -118,51 +161,7 @@ export function joinMembers(members: ReadonlyArray<[string, string]>): string {
 }
 
 function writeCanonical(v: unknown, seen: Set<object>, path: string): string {
-  if (v === null) return 'null';
-  switch (typeof v) {
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(v)) throw new TypeError(`${path}: non-finite number`);
-      return JSON.stringify(v);
-    case 'string':
-      if (LONE_SURROGATE.test(v)) throw new TypeError(`${path}: lone surrogate`);
-      return JSON.stringify(v);
-    case 'object':
-      break;
-    default:
-      throw new TypeError(`${path}: ${typeof v} is not JSON`);
-  }
-  const obj = v as object;
-  if (seen.has(obj)) throw new TypeError(`${path}: cycle`);
-  seen.add(obj);
-  try {
-    if (Array.isArray(obj)) {
-      let out = '[';
-      for (let i = 0; i < obj.length; i++) {
-        const item: unknown = obj[i];
-        if (item === undefined) throw new TypeError(`${path}[${i}]: undefined in array`);
-        out += (i === 0 ? '' : ',') + writeCanonical(item, seen, `${path}[${i}]`);
-      }
-      return `${out}]`;
-    }
-    const proto = Object.getPrototypeOf(obj) as unknown;
-    if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
-    const rec = obj as Record<string, unknown>;
-    const keys = Object.keys(rec).sort();
-    let out = '{';
-    let first = true;
-    for (const k of keys) {
-      const item = rec[k];
-      if (item === undefined) continue;
-      if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
-      out += `${first ? '' : ','}${JSON.stringify(k)}:${writeCanonical(item, seen, `${path}.${k}`)}`;
-      first = false;
-    }
-    return `${out}}`;
-  } finally {
-    seen.delete(obj);
-  }
+  return walk(v, seen, path, TEXT);
 }
 
 /** The exact bytes hashed or signed for `domain`: UTF-8(domain + "\n" + JCS(value)). */

@@ -7,23 +7,15 @@ import { hashEvent } from './chain.ts';
 import type { ChainTx } from './chain-tx.ts';
 import type { AuditEventsTable, ExecutionIntentsTable, ReceiptsTable } from './schema.ts';
 import type { AppendResult, AuditEvent } from './types.ts';
+import type { Receipt } from './receipts.ts';
 
 /** An event validated and canonicalized before it reaches a transaction. */
 export type PreparedEvent = Omit<AuditEvent, 'seq' | 'ts' | 'prev_hash' | 'hash'> & { detailText: string | null };
 
 /** The receipt fields a finalization checks against its intent. */
-export interface ReceiptBinding {
-  receipt_id: string;
-  grant_id: string;
-  trace_id: string;
-  action_id: string;
-  action_version: string;
-  principal: string;
-  session_id: string;
-  request_hash: string;
-  plan_hash: string | null;
-  provider_module_digest: string;
-}
+export type ReceiptBinding = Pick<Receipt,
+  'receipt_id' | 'grant_id' | 'trace_id' | 'action_id' | 'action_version' | 'principal' | 'session_id'
+  | 'request_hash' | 'plan_hash' | 'provider_module_digest'>;
 
 /**
  * One write. `at` is the ISO time the gate took when it accepted the write (its clock, checked
