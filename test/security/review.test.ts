@@ -112,7 +112,8 @@ describe('security review A: full pipeline (embedded)', () => {
   before(async () => {
     up = await startUpstream();
     manifests = makeManifestsDir();
-    g = await startTestGate({ overrides: { manifests_dir: manifests, unsafe_egress_allow: ['127.0.0.0/8'] } });
+    // This suite makes admin writes back to back; the admin write rate limit (20/s) is not what it tests.
+    g = await startTestGate({ overrides: { manifests_dir: manifests, unsafe_egress_allow: ['127.0.0.0/8'], rate_limits: { admin_write_per_second: 1000 } } });
     const grant = await admin('POST', '/v1/admin/policy/grant', { principal: 'agent', actions: ['echo', 'webhook_notify', 'webhook_high'] });
     assert.equal(grant.status, 200, grant.text);
     agent = new PortcullisClient({ socketPath: g.config.client_socket });
@@ -380,7 +381,7 @@ describe('security review B: revocation marks outlive held approvals (fake clock
   before(async () => {
     up = await startUpstream();
     manifests = makeManifestsDir();
-    g = await startTestGate({ clock, overrides: { manifests_dir: manifests, unsafe_egress_allow: ['127.0.0.0/8'] } });
+    g = await startTestGate({ clock, overrides: { manifests_dir: manifests, unsafe_egress_allow: ['127.0.0.0/8'], rate_limits: { admin_write_per_second: 1000 } } });
     const path = '/v1/admin/policy/grant';
     const r = await g.admin.send('POST', path, operatorHeaders(g.operator, 'POST', path), JSON.stringify({ principal: 'agent', actions: ['webhook_high'] }));
     assert.equal(r.status, 200, r.text);
