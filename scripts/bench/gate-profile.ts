@@ -3,10 +3,11 @@
 // call at c=1, printing latency, the gate's CPU per call (all threads) and the client's. Faster to
 // iterate with than `npm run bench`; the same counting method.
 //
-//   node --import tsx scripts/bench/gate-profile.ts [--c1 N] [--c16 N] [--warm N] [--node-flags "..."] [--pid-file F --pause-ms MS]
+//   node --import tsx scripts/bench/gate-profile.ts [--c1 N] [--c16 N] [--warm N] [--node-flags="..."] [--pid-file F --pause-ms MS]
+//   (GP_EXTRA="<toml>" appends to the gate's portcullis.toml, e.g. a [ledger] section)
 //
 // To profile the gate while it serves c=16 load:
-//   node --import tsx scripts/bench/gate-profile.ts --node-flags --perf-basic-prof --c1 1 --c16 6000 --pid-file /tmp/gate.pid &
+//   node --import tsx scripts/bench/gate-profile.ts --node-flags=--perf-basic-prof --c1 1 --c16 6000 --pid-file /tmp/gate.pid &
 //   (wait for the pid file) perf record -F 2000 -g -p "$(cat /tmp/gate.pid)" -- sleep 10
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,9 +34,10 @@ const { values: opt } = parseArgs({
 
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-gate-profile-'));
 const layout = ensureStateDir(dir);
-appendFileSync(layout.configPath, '\n[rate_limits]\nleases_per_second = 100000\n');
+appendFileSync(layout.configPath, '\n[rate_limits]\nleases_per_second = 100000\n' + (process.env.GP_EXTRA ?? ''));
 const child = spawn(process.execPath, [...opt['node-flags']!.split(' ').filter(Boolean), join(ROOT, 'src/cli/bin.js'), 'up', '--state-dir', dir], {
-  cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'],
+  // With extra node flags (e.g. --trace-gc) the gate's stdout is shown too.
+  cwd: ROOT, stdio: ['ignore', opt['node-flags'] ? 'inherit' : 'ignore', 'inherit'],
 });
 const stop = async () => {
   if (child.exitCode === null && child.signalCode === null) {
