@@ -79,14 +79,6 @@ export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
   return sealGrant(body, members, key.sign(domainText(DOMAIN.grant, members)), key);
 }
 
-/** {@link signGrant} with the signature computed on the thread pool (the pipeline's form). */
-export async function signGrantAsync(claims: GrantClaims, key: SigningKey): Promise<SignedGrant> {
-  const body = grantBody(claims, key);
-  const members = canonicalMembers(body as unknown as Record<string, unknown>);
-  const bytes = domainText(DOMAIN.grant, members);
-  return sealGrant(body, members, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
-}
-
 function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'grant_signature'> {
   if (key.purpose !== 'grant') throw new TypeError('grants are signed with the grant key');
   const problem = grantProblem(claims, false);

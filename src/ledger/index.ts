@@ -10,10 +10,10 @@ export {
   parseEvent, parseCheckpoint, type TrustedHead,
 } from './chain.ts';
 export {
-  buildReceipt, buildReceiptAsync, verifyReceipt, receiptSigningBytes, newReceiptId, resultHash, RECEIPT_ID,
+  buildReceipt, verifyReceipt, receiptSigningBytes, newReceiptId, resultHash, RECEIPT_ID,
   type Receipt, type ReceiptBody, type ReceiptInput, type NormalizedResult, type VerificationOutcome, type FailureClass, type SignatureStatus,
 } from './receipts.ts';
-export { signGrant, signGrantAsync, verifyGrant, grantSigningBytes, newGrantId, grantProblem, GRANT_ID, type GrantClaims, type SignedGrant } from './grants.ts';
+export { signGrant, verifyGrant, grantSigningBytes, newGrantId, grantProblem, GRANT_ID, type GrantClaims, type SignedGrant } from './grants.ts';
 export { exportBundle, verifyBundle, BUNDLE_FORMAT, BUNDLE_FAILURES, type AuditBundle, type BundleManifest, type BundleKeys, type ExportOptions, type BundleFailure, type BundleVerifyResult, type VerifyBundleOptions } from './bundle.ts';
 export { ledgerRoutes, receiptRoute, type LedgerRouteDeps } from './routes.ts';
 export { DOMAIN, canonicalJson, domainBytes, sha256Hex, jsonDigest, toJsonValue, type JsonValue, type Domain } from './canonical.ts';

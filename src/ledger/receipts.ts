@@ -120,14 +120,6 @@ export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => s
   return sealReceipt(body, members, key.sign(domainText(DOMAIN.receipt, members)), key);
 }
 
-/** {@link buildReceipt} with the signature computed on the thread pool (the pipeline's form). */
-export async function buildReceiptAsync(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Promise<Receipt> {
-  const body = receiptBody(input, key, uuid);
-  const members = canonicalMembers(body as unknown as Record<string, unknown>);
-  const bytes = domainText(DOMAIN.receipt, members);
-  return sealReceipt(body, members, key.signAsync ? await key.signAsync(bytes) : key.sign(bytes), key);
-}
-
 function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): ReceiptBody {
   if (key.purpose !== 'receipt') throw new TypeError('receipts are signed with the receipt key');
   checkInput(input);

@@ -4,7 +4,7 @@
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { Stage, VerificationResult, ExecContext } from '../context.ts';
-import { buildReceiptAsync, type FailureClass, type NormalizedResult, type VerificationOutcome } from '../../ledger/receipts.ts';
+import { buildReceipt, type FailureClass, type NormalizedResult, type VerificationOutcome } from '../../ledger/receipts.ts';
 import type { JsonValue } from '../../ledger/canonical.ts';
 import { prepareSecrets, scrubSecrets, SecretScrubber } from '../../egress/index.ts';
 
@@ -71,7 +71,7 @@ export const receiptAndFinalize: Stage = async (ctx, deps) => {
   const run = ctx.run!;
   const v = ctx.verification!;
   const output = run.failure ? null : scrubbed(ctx, run.output);
-  const receipt = await buildReceiptAsync({
+  const receipt = buildReceipt({
     grant_id: ctx.grant!.grant_id,
     trace_id: ctx.traceId,
     action_id: m.action_id,

@@ -5,7 +5,7 @@ import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { Stage } from '../context.ts';
 import { budgetQuery } from './policy.ts';
-import { newGrantId, signGrantAsync } from '../../ledger/grants.ts';
+import { newGrantId, signGrant } from '../../ledger/grants.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -22,7 +22,7 @@ export const signedGrant: Stage = async (ctx, deps) => {
   const m = ctx.action!.manifest;
   const now = deps.clock.now();
   const a = ctx.approved;
-  ctx.grant = await signGrantAsync({
+  ctx.grant = signGrant({
     grant_id: newGrantId(),
     trace_id: ctx.traceId,
     action_id: m.action_id,
