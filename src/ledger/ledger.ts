@@ -109,6 +109,29 @@ function rowToEvent(r: AuditEventsTable): unknown {
   return { ...r, seq: Number(r.seq), detail };
 }
 
+/**
+ * The canonical text of a signed grant or receipt, its signature verified. A document this process
+ * signed (deep-frozen since) is taken as is; anything else is serialized and verified in full.
+ */
+function verifiedText(
+  doc: object,
+  keys: PublicKeySet,
+  verify: (doc: unknown, keys: PublicKeySet) => string,
+  errors: { malformed(err: unknown): GateError; badSignature(status: string): GateError },
+): string {
+  const known = signedText(doc, keys);
+  if (known !== undefined) return known;
+  let text: string;
+  try {
+    text = canonicalJson(doc);
+  } catch (err) {
+    throw errors.malformed(err);
+  }
+  const status = verify(doc, keys);
+  if (status !== 'verified') throw errors.badSignature(status);
+  return text;
+}
+
 function dbError(code: GateErrorCode, err: unknown): GateError {
   if (err instanceof GateError) return err;
   return new GateError(code, 'ledger database failure', { cause: err });
@@ -181,18 +204,10 @@ export class Ledger {
     if (problem) throw new GateError('internal_error', `recordIntent: ${problem}`);
     const intentId = input.intent_id ?? `int_${this.#uuid()}`;
     if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', 'recordIntent: intent_id must be int_<uuidv7>');
-    const keys = this.#keys.grantKeys();
-    // Signed by this process and frozen since: no verification, no re-serialization needed.
-    let grantJson = signedText(grant, keys);
-    if (grantJson === undefined) {
-      try {
-        grantJson = canonicalJson(grant);
-      } catch (err) {
-        throw new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
-      }
-      const status = verifyGrant(grant, keys);
-      if (status !== 'verified') throw new GateError('internal_error', `recordIntent: grant signature ${status}`);
-    }
+    const grantJson = verifiedText(grant, this.#keys.grantKeys(), verifyGrant, {
+      malformed: (err) => new GateError('internal_error', 'recordIntent: malformed input', { cause: err }),
+      badSignature: (status) => new GateError('internal_error', `recordIntent: grant signature ${status}`),
+    });
     let prepared: PreparedEvent | null = null;
     try {
       if (auditEvent) {
@@ -232,17 +247,10 @@ export class Ledger {
     if (typeof receipt !== 'object' || receipt === null || typeof receipt.receipt_id !== 'string' || !RECEIPT_ID.test(receipt.receipt_id)) {
       throw fail('receipt_id must be rcpt_<uuidv7>');
     }
-    const keys = this.#keys.receiptKeys();
-    let receiptJson = signedText(receipt, keys);
-    if (receiptJson === undefined) {
-      try {
-        receiptJson = canonicalJson(receipt);
-      } catch (err) {
-        throw fail('malformed receipt or audit event', err);
-      }
-      const status = verifyReceipt(receipt, keys);
-      if (status !== 'verified') throw fail(`receipt signature ${status}`);
-    }
+    const receiptJson = verifiedText(receipt, this.#keys.receiptKeys(), verifyReceipt, {
+      malformed: (err) => fail('malformed receipt or audit event', err),
+      badSignature: (status) => fail(`receipt signature ${status}`),
+    });
     let prepared: PreparedEvent;
     try {
       prepared = this.#prepare(auditEvent, {
