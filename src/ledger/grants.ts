@@ -3,11 +3,11 @@
 // UTF-8("portcullis-grant-v1\n" + JCS(grant minus grant_signature)). Expiry is the caller's check.
 import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
-import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
+import type { PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, canonicalMembers, domainBytes, domainText, toJsonValue, withMember } from './canonical.ts';
-import { rememberSigned } from './signed-here.ts';
-import type { SignatureStatus } from './receipts.ts';
+import { DOMAIN, domainBytes, toJsonValue } from './canonical.ts';
+import { signDocument } from './signed-here.ts';
+import { verifyDocument, type SignatureStatus } from './receipts.ts';
 
 export interface GrantClaims {
   grant_id: string;
@@ -74,24 +74,12 @@ export function grantProblem(g: unknown, signed: boolean): string | null {
 
 /** Signs grant claims with the grant key. Throws TypeError on malformed claims (a pipeline bug). */
 export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
-  const body = grantBody(claims, key);
-  const members = canonicalMembers(body as unknown as Record<string, unknown>);
-  return sealGrant(body, members, key.sign(domainText(DOMAIN.grant, members)), key);
-}
-
-function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'grant_signature'> {
   if (key.purpose !== 'grant') throw new TypeError('grants are signed with the grant key');
   const problem = grantProblem(claims, false);
   if (problem) throw new TypeError(`grant: ${problem}`);
   const { signing_key_id: _k, grant_signature: _s, ...rest } = claims as GrantClaims & Partial<SignedGrant>;
-  return toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
-}
-
-function sealGrant(body: Omit<SignedGrant, 'grant_signature'>, members: Array<[string, string]>, signature: Buffer, key: SigningKey): SignedGrant {
-  const hex = signature.toString('hex');
-  const signed: SignedGrant = { ...body, grant_signature: hex };
-  rememberSigned(signed, withMember(members, 'grant_signature', hex), key);
-  return signed;
+  const body = toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
+  return signDocument(DOMAIN.grant, body, 'grant_signature', key);
 }
 
 /**
@@ -99,15 +87,5 @@ function sealGrant(body: Omit<SignedGrant, 'grant_signature'>, members: Array<[s
  * `signature_invalid` or `verified`. Does not check expiry or epoch.
  */
 export function verifyGrant(grant: unknown, keys: Jwks | PublicKeySet): SignatureStatus {
-  if (typeof grant !== 'object' || grant === null || Array.isArray(grant)) return 'signature_invalid';
-  const g = grant as Record<string, unknown>;
-  if (g.grant_signature === undefined || g.grant_signature === null) return 'unsigned';
-  if (grantProblem(g, true)) return 'signature_invalid';
-  let bytes: Buffer;
-  try {
-    bytes = grantSigningBytes(g);
-  } catch {
-    return 'signature_invalid';
-  }
-  return toKeySet(keys).verifyEd25519Hex(g.signing_key_id, bytes, g.grant_signature);
+  return verifyDocument(grant, 'grant_signature', grantSigningBytes, keys, (g) => grantProblem(g, true) === null);
 }

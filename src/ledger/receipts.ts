@@ -5,8 +5,8 @@ import { uuidv7 } from '../ids.ts';
 import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
-import { DOMAIN, canonicalMembers, domainBytes, domainText, jsonDigest, toJsonValue, withMember, type JsonValue } from './canonical.ts';
-import { rememberSigned } from './signed-here.ts';
+import { DOMAIN, domainBytes, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
+import { signDocument } from './signed-here.ts';
 
 export type NormalizedResult =
   | { kind: 'success'; summary: string }
@@ -115,28 +115,16 @@ function checkInput(r: ReceiptInput): void {
  * (a pipeline bug): after execution the caller reports that as `evidence_persistence_failed`.
  */
 export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Receipt {
-  const body = receiptBody(input, key, uuid);
-  const members = canonicalMembers(body as unknown as Record<string, unknown>);
-  return sealReceipt(body, members, key.sign(domainText(DOMAIN.receipt, members)), key);
-}
-
-function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): ReceiptBody {
   if (key.purpose !== 'receipt') throw new TypeError('receipts are signed with the receipt key');
   checkInput(input);
   const { result, receipt_id, ...rest } = input;
-  return toJsonValue({
+  const body = toJsonValue({
     ...rest,
     receipt_id: receipt_id ?? newReceiptId(uuid),
     result_hash: resultHash(result),
     signing_key_id: key.kid,
   }) as unknown as ReceiptBody;
-}
-
-function sealReceipt(body: ReceiptBody, members: Array<[string, string]>, signature: Buffer, key: SigningKey): Receipt {
-  const hex = signature.toString('hex');
-  const receipt: Receipt = { ...body, receipt_signature: hex };
-  rememberSigned(receipt, withMember(members, 'receipt_signature', hex), key);
-  return receipt;
+  return signDocument(DOMAIN.receipt, body, 'receipt_signature', key);
 }
 
 /**
@@ -145,14 +133,30 @@ function sealReceipt(body: ReceiptBody, members: Array<[string, string]>, signat
  * `signature_invalid` for anything else that does not verify. Never throws on the receipt.
  */
 export function verifyReceipt(receipt: unknown, keys: Jwks | PublicKeySet): SignatureStatus {
-  if (typeof receipt !== 'object' || receipt === null || Array.isArray(receipt)) return 'signature_invalid';
-  const r = receipt as Record<string, unknown>;
-  if (r.receipt_signature === undefined || r.receipt_signature === null) return 'unsigned';
+  return verifyDocument(receipt, 'receipt_signature', receiptSigningBytes, keys);
+}
+
+/**
+ * The shared check behind {@link verifyReceipt} and verifyGrant: `signature_invalid` for a
+ * non-object, `unsigned` when `field` is absent, `signature_invalid` when `wellFormed` refuses it
+ * or its signing bytes cannot be built, else the Ed25519 check of `field` under `signing_key_id`.
+ */
+export function verifyDocument(
+  doc: unknown,
+  field: string,
+  signingBytes: (doc: Record<string, unknown>) => Buffer,
+  keys: Jwks | PublicKeySet,
+  wellFormed: (doc: Record<string, unknown>) => boolean = () => true,
+): SignatureStatus {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return 'signature_invalid';
+  const d = doc as Record<string, unknown>;
+  if (d[field] === undefined || d[field] === null) return 'unsigned';
+  if (!wellFormed(d)) return 'signature_invalid';
   let bytes: Buffer;
   try {
-    bytes = receiptSigningBytes(r);
+    bytes = signingBytes(d);
   } catch {
     return 'signature_invalid';
   }
-  return toKeySet(keys).verifyEd25519Hex(r.signing_key_id, bytes, r.receipt_signature);
+  return toKeySet(keys).verifyEd25519Hex(d.signing_key_id, bytes, d[field]);
 }

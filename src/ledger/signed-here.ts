@@ -7,6 +7,7 @@
 // parsed, copied, or signed by a key the set lacks — is verified and serialized in full.
 import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
+import { canonicalMembers, domainText, withMember, type Domain } from './canonical.ts';
 
 interface Memo {
   text: string;
@@ -26,9 +27,22 @@ function deepFreeze(v: unknown): void {
  * Records that `doc` (whose canonical JSON is `text`) was just signed with `key`, and freezes it
  * (deeply): a signed document never changes afterwards, so its remembered text stays exact.
  */
-export function rememberSigned(doc: object, text: string, key: SigningKey): void {
+function rememberSigned(doc: object, text: string, key: SigningKey): void {
   deepFreeze(doc);
   memo.set(doc, { text, kid: key.kid, x: key.publicJwk.x });
+}
+
+/**
+ * Signs `body` (a plain JSON object) for `domain` — Ed25519 over UTF-8(domain + "\n" + JCS(body)) —
+ * and returns it with the hex signature added as member `field`, deep-frozen and remembered. One
+ * canonicalization serves both the signed bytes and the remembered text.
+ */
+export function signDocument<B extends object, F extends string>(domain: Domain, body: B, field: F, key: SigningKey): B & Record<F, string> {
+  const members = canonicalMembers(body as Record<string, unknown>);
+  const hex = key.sign(domainText(domain, members)).toString('hex');
+  const signed = { ...body, [field]: hex } as B & Record<F, string>;
+  rememberSigned(signed, withMember(members, field, hex), key);
+  return signed;
 }
 
 /**
