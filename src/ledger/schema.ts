@@ -61,6 +61,7 @@ export interface CheckpointsTable {
   count: number;
   ts: string;
   kid: string;
+  /** Hex Ed25519 signature over UTF-8("portcullis-checkpoint-v1\n" + JCS({count, head_hash, kid, seq, ts})). */
   signature: string;
 }
 

@@ -1,7 +1,7 @@
 // Shapes the ledger hands out: stored audit events, checkpoints, intents and verification results.
 import type { AuditEventInput } from '../contracts.ts';
 import type { JsonValue } from './canonical.ts';
-import type { AuditEventsTable } from './schema.ts';
+import type { AuditEventsTable, CheckpointsTable } from './schema.ts';
 
 export type Decision = AuditEventInput['decision'];
 export const DECISIONS: readonly Decision[] = ['allow', 'deny', 'error', 'pending_approval', 'admin', 'info'];
@@ -18,16 +18,8 @@ export interface AppendResult {
   hash: string;
 }
 
-/** A signed statement "the chain had `count` events and its head was `head_hash` at `ts`". */
-export interface Checkpoint {
-  seq: number;
-  head_hash: string;
-  count: number;
-  ts: string;
-  kid: string;
-  /** Hex Ed25519 signature over UTF-8("portcullis-checkpoint-v1\n" + JCS({count, head_hash, kid, seq, ts})). */
-  signature: string;
-}
+/** A signed statement "the chain had `count` events and its head was `head_hash` at `ts`" (as stored). */
+export type Checkpoint = CheckpointsTable;
 
 /** Why a chain did not verify (documented in docs/ledger.md, "Verification"). */
 export const CHAIN_FAILURES = [
