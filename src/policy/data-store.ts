@@ -4,7 +4,7 @@
 // step (validation, engine staging, audit, persistence) leaves data, file and engine unchanged.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GateError } from '../errors.ts';
+import { GateError, type GateErrorCode } from '../errors.ts';
 import { systemClock, type Clock, type RiskLevel } from '../contracts.ts';
 import { removeStaleTempFiles, writeFileAtomic } from './atomic-file.ts';
 import { emptyPolicyData, type PolicyEngine, type StagedPolicy } from './engine.ts';
@@ -44,6 +44,34 @@ export interface PolicyChange {
   /** The version the data will have once committed (unchanged when `changed` is false). */
   policy_version: string;
   detail: Record<string, unknown>;
+}
+
+/** Learned domains and learned paths: the same operations on two lists (see #addLearned & co). */
+const LEARNED = {
+  domain: {
+    key: 'domain', list: 'learned_domains', valid: isValidLearnedDomain,
+    invalid: ['invalid_domain', 'domain format validation failed'],
+    exists: ['domain_already_exists', 'domain already learned for this action'],
+    missing: ['domain_not_found', 'domain not learned for this action'],
+    audit: { add: 'admin_domain_add', remove: 'admin_domain_remove', clear: 'admin_domains_clear' },
+  },
+  path: {
+    key: 'path', list: 'learned_paths', valid: isValidLearnedPath,
+    invalid: ['invalid_path', 'path must be absolute and normalized'],
+    exists: ['path_already_exists', 'path already learned for this action'],
+    missing: ['path_not_found', 'path not learned for this action'],
+    audit: { add: 'admin_path_add', remove: 'admin_path_remove', clear: 'admin_paths_clear' },
+  },
+} as const satisfies Record<string, {
+  key: string; list: 'learned_domains' | 'learned_paths'; valid: (v: string) => boolean;
+  invalid: readonly [GateErrorCode, string]; exists: readonly [GateErrorCode, string]; missing: readonly [GateErrorCode, string];
+  audit: { add: PolicyChangeType; remove: PolicyChangeType; clear: PolicyChangeType };
+}>;
+type LearnedKind = (typeof LEARNED)[keyof typeof LEARNED];
+type LearnedEntry = Record<string, string> & { action_id: string };
+
+function learnedList(draft: PolicyData, k: LearnedKind): LearnedEntry[] {
+  return draft[k.list] as unknown as LearnedEntry[];
 }
 
 export interface MutationOptions {
@@ -323,37 +351,16 @@ export class PolicyDataStore {
 
   /** Throws invalid_input, invalid_domain, action_not_found or domain_already_exists. */
   addDomain(actionId: string, domain: string, source: LearnedSource, opts?: MutationOptions): Promise<LearnedDomain> {
-    return this.#mutate('admin_domain_add', opts, (draft) => {
-      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
-      if (!isValidLearnedDomain(domain)) throw new GateError('invalid_domain', 'domain format validation failed');
-      if (this.#lookup(actionId) === undefined) throw new GateError('action_not_found', 'action not in the registry');
-      if (draft.learned_domains.some((d) => d.action_id === actionId && d.domain === domain)) {
-        throw new GateError('domain_already_exists', 'domain already learned for this action');
-      }
-      const entry: LearnedDomain = { domain, action_id: actionId, source, added_at: this.#nowIso() };
-      draft.learned_domains.push(entry);
-      return { result: entry, changed: true, detail: { ...entry } };
-    });
+    return this.#addLearned(LEARNED.domain, actionId, domain, source, opts) as Promise<LearnedDomain>;
   }
 
   /** Throws invalid_input, invalid_domain or domain_not_found. */
   removeDomain(actionId: string, domain: string, opts?: MutationOptions): Promise<{ removed: true }> {
-    return this.#mutate('admin_domain_remove', opts, (draft) => {
-      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
-      if (!isValidLearnedDomain(domain)) throw new GateError('invalid_domain', 'domain format validation failed');
-      const i = draft.learned_domains.findIndex((d) => d.action_id === actionId && d.domain === domain);
-      if (i < 0) throw new GateError('domain_not_found', 'domain not learned for this action');
-      draft.learned_domains.splice(i, 1);
-      return { result: { removed: true as const }, changed: true, detail: { action_id: actionId, domain } };
-    });
+    return this.#removeLearned(LEARNED.domain, actionId, domain, opts);
   }
 
   clearDomains(opts?: MutationOptions): Promise<{ removed: number }> {
-    return this.#mutate('admin_domains_clear', opts, (draft) => {
-      const removed = draft.learned_domains.length;
-      draft.learned_domains = [];
-      return { result: { removed }, changed: removed > 0, detail: { removed } };
-    });
+    return this.#clearLearned(LEARNED.domain, opts);
   }
 
   listPaths(): LearnedPath[] {
@@ -362,35 +369,47 @@ export class PolicyDataStore {
 
   /** Throws invalid_input, invalid_path, action_not_found or path_already_exists. */
   addPath(actionId: string, path: string, source: LearnedSource, opts?: MutationOptions): Promise<LearnedPath> {
-    return this.#mutate('admin_path_add', opts, (draft) => {
-      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
-      if (!isValidLearnedPath(path)) throw new GateError('invalid_path', 'path must be absolute and normalized');
-      if (this.#lookup(actionId) === undefined) throw new GateError('action_not_found', 'action not in the registry');
-      if (draft.learned_paths.some((p) => p.action_id === actionId && p.path === path)) {
-        throw new GateError('path_already_exists', 'path already learned for this action');
-      }
-      const entry: LearnedPath = { path, action_id: actionId, source, added_at: this.#nowIso() };
-      draft.learned_paths.push(entry);
-      return { result: entry, changed: true, detail: { ...entry } };
-    });
+    return this.#addLearned(LEARNED.path, actionId, path, source, opts) as Promise<LearnedPath>;
   }
 
   /** Throws invalid_input, invalid_path or path_not_found. */
   removePath(actionId: string, path: string, opts?: MutationOptions): Promise<{ removed: true }> {
-    return this.#mutate('admin_path_remove', opts, (draft) => {
-      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
-      if (!isValidLearnedPath(path)) throw new GateError('invalid_path', 'path must be absolute and normalized');
-      const i = draft.learned_paths.findIndex((p) => p.action_id === actionId && p.path === path);
-      if (i < 0) throw new GateError('path_not_found', 'path not learned for this action');
-      draft.learned_paths.splice(i, 1);
-      return { result: { removed: true as const }, changed: true, detail: { action_id: actionId, path } };
-    });
+    return this.#removeLearned(LEARNED.path, actionId, path, opts);
   }
 
   clearPaths(opts?: MutationOptions): Promise<{ removed: number }> {
-    return this.#mutate('admin_paths_clear', opts, (draft) => {
-      const removed = draft.learned_paths.length;
-      draft.learned_paths = [];
+    return this.#clearLearned(LEARNED.path, opts);
+  }
+
+  #addLearned(k: LearnedKind, actionId: string, value: string, source: LearnedSource, opts?: MutationOptions): Promise<LearnedDomain | LearnedPath> {
+    return this.#mutate(k.audit.add, opts, (draft) => {
+      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
+      if (!k.valid(value)) throw new GateError(k.invalid[0], k.invalid[1]);
+      if (this.#lookup(actionId) === undefined) throw new GateError('action_not_found', 'action not in the registry');
+      const list = learnedList(draft, k);
+      if (list.some((e) => e.action_id === actionId && e[k.key] === value)) throw new GateError(k.exists[0], k.exists[1]);
+      const entry = { [k.key]: value, action_id: actionId, source, added_at: this.#nowIso() } as LearnedEntry;
+      list.push(entry);
+      return { result: entry as unknown as LearnedDomain | LearnedPath, changed: true, detail: { ...entry } };
+    });
+  }
+
+  #removeLearned(k: LearnedKind, actionId: string, value: string, opts?: MutationOptions): Promise<{ removed: true }> {
+    return this.#mutate(k.audit.remove, opts, (draft) => {
+      if (!isValidId(actionId)) throw new GateError('invalid_input', 'invalid action id');
+      if (!k.valid(value)) throw new GateError(k.invalid[0], k.invalid[1]);
+      const list = learnedList(draft, k);
+      const i = list.findIndex((e) => e.action_id === actionId && e[k.key] === value);
+      if (i < 0) throw new GateError(k.missing[0], k.missing[1]);
+      list.splice(i, 1);
+      return { result: { removed: true as const }, changed: true, detail: { action_id: actionId, [k.key]: value } };
+    });
+  }
+
+  #clearLearned(k: LearnedKind, opts?: MutationOptions): Promise<{ removed: number }> {
+    return this.#mutate(k.audit.clear, opts, (draft) => {
+      const removed = learnedList(draft, k).length;
+      draft[k.list] = [];
       return { result: { removed }, changed: removed > 0, detail: { removed } };
     });
   }
