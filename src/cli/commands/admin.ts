@@ -218,27 +218,25 @@ export const adminCommands: Command[] = [
       },
     },
   }),
-  ...(['domains', 'paths'] as const).map((kind) => group(kind, `Learned ${kind} (${kind === 'domains' ? 'egress allowlist' : 'filesystem'}) per action.`, {
+  ...([['domains', 'domain', 'egress allowlist'], ['paths', 'path', 'filesystem']] as const).map(([kind, f, what]) => group(kind, `Learned ${kind} (${what}) per action.`, {
     list: {
       usage: 'list',
       async run(rest) {
         const { values } = parse(rest, ADMIN_OPTIONS, false);
-        return adminCall(values, 'GET', `/v1/admin/${kind}`, undefined, (b) => table(b[kind], [kind === 'domains' ? 'domain' : 'path', 'action_id', 'source', 'added_at']));
+        return adminCall(values, 'GET', `/v1/admin/${kind}`, undefined, (b) => table(b[kind], [f, 'action_id', 'source', 'added_at']));
       },
     },
     add: {
-      usage: `add --action ID --${kind === 'domains' ? 'domain' : 'path'} VALUE`,
+      usage: `add --action ID --${f} VALUE`,
       async run(rest) {
-        const f = kind === 'domains' ? 'domain' : 'path';
         const { values } = parse(rest, { ...ADMIN_OPTIONS, action: { type: 'string' }, [f]: { type: 'string' } }, false);
         const v = values as unknown as Record<string, string | undefined>;
         return adminCall(values, 'POST', `/v1/admin/${kind}`, { action_id: need(v.action, '--action'), [f]: need(v[f], `--${f}`) }, (b) => `learned ${b[f]} for ${b.action_id}`);
       },
     },
     remove: {
-      usage: `remove --action ID --${kind === 'domains' ? 'domain' : 'path'} VALUE`,
+      usage: `remove --action ID --${f} VALUE`,
       async run(rest) {
-        const f = kind === 'domains' ? 'domain' : 'path';
         const { values } = parse(rest, { ...ADMIN_OPTIONS, action: { type: 'string' }, [f]: { type: 'string' } }, false);
         const v = values as unknown as Record<string, string | undefined>;
         return adminCall(values, 'DELETE', `/v1/admin/${kind}`, { action_id: need(v.action, '--action'), [f]: need(v[f], `--${f}`) }, () => 'removed');
