@@ -38,7 +38,10 @@ export interface HealthReport {
 /** Mutable process state, owned by the server and read by the apps. */
 export interface GateState {
   draining: boolean;
+  /** Executions between their intent and their outcome (what a drain waits for). */
   inFlight: number;
+  /** Client-socket requests being handled right now (this one included). */
+  requests: number;
   startedAt: number;
 }
 
@@ -101,6 +104,14 @@ function healthRoutes(s: GateServices): Hono<GateEnv> {
 export function buildClientApp(s: GateServices): Hono<GateEnv> {
   const app = new Hono<GateEnv>();
   installErrorHandler(app, 'client', () => s.dpop.nonceIssuer?.current());
+  app.use('*', async (_c, next) => {
+    s.state.requests++;
+    try {
+      await next();
+    } finally {
+      s.state.requests--;
+    }
+  });
   app.use('*', traceIds());
   if (s.dpop.nonceIssuer) {
     const issuer = s.dpop.nonceIssuer;
