@@ -92,6 +92,8 @@ export const configSchema = {
       properties: {
         checkpoint_every_events: { type: 'integer', minimum: 1, default: 100 },
         checkpoint_every_seconds: { type: 'integer', minimum: 1, default: 60 },
+        // Embedded ledger only: see docs/ledger.md ("When a write is durable").
+        receipt_fsync: { type: 'string', enum: ['after_reply', 'before_reply'], default: 'after_reply' },
       },
       default: {},
     },

@@ -9,6 +9,10 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { LedgerTables } from './schema.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
+export type ReceiptFsync = 'before_reply' | 'after_reply';
+
+/** Where and how the SQLite writer thread (src/ledger/writer-thread.ts) opens the file. */
+export interface WriterThreadConfig { path: string; busyTimeoutMs: number; receiptFsync: ReceiptFsync }
 
 export type DatabaseConfig =
   | {
@@ -22,6 +26,15 @@ export type DatabaseConfig =
      * SQLite work and fsync leave the event loop (default false; the gate turns it on).
      */
     writerThread?: boolean;
+    /**
+     * With the writer thread: when a batch holding only receipt finalizations is fsynced.
+     * `before_reply` (default): before the gate learns it committed, like every other write.
+     * `after_reply`: the commit is acknowledged once written (it survives a gate crash), and the
+     * thread fsyncs it immediately after, before it runs anything else; a power loss within that
+     * fsync can lose the finalization, which then shows as an unresolved intent (docs/ledger.md, "When a write is durable").
+     * Intents, audit events and anything batched with them are always fsynced before the reply.
+     */
+    receiptFsync?: ReceiptFsync;
   }
   | {
     kind: 'postgres';
@@ -82,13 +95,13 @@ export class LedgerDatabase {
   readonly #onClose: () => void;
   readonly #raw: RawSqlite | undefined;
   /** SQLite with a writer thread: where that thread opens the file. */
-  readonly writerThread: { path: string; busyTimeoutMs: number } | undefined;
+  readonly writerThread: WriterThreadConfig | undefined;
   #closed = false;
 
   /** @internal use {@link openDatabase}. */
   constructor(
     db: Kysely<LedgerTables>, dialect: Dialect, onClose: () => void = () => undefined, raw?: RawSqlite,
-    writerThread?: { path: string; busyTimeoutMs: number },
+    writerThread?: WriterThreadConfig,
   ) {
     this.db = db;
     this.dialect = dialect;
@@ -275,8 +288,12 @@ export function withStatementCache(db: Database.Database, max = 512): { close():
   };
 }
 
-/** A better-sqlite3 connection with the pragmas the ledger relies on (WAL, synchronous=FULL). */
-export function openSqliteConnection(path: string, busyTimeoutMs: number): Database.Database {
+/**
+ * A better-sqlite3 connection with the pragmas the ledger relies on (WAL, synchronous=FULL).
+ * `autoCheckpoint: false`: this connection never checkpoints the WAL when it commits (with the
+ * writer thread, a checkpointer thread does it off the commit path).
+ */
+export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: { autoCheckpoint?: boolean } = {}): Database.Database {
   const sqlite = new Database(path);
   try {
     const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
@@ -285,6 +302,7 @@ export function openSqliteConnection(path: string, busyTimeoutMs: number): Datab
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
     sqlite.pragma('foreign_keys = ON');
+    if (opts.autoCheckpoint === false) sqlite.pragma('wal_autocheckpoint = 0');
   } catch (err) {
     sqlite.close();
     throw err;
@@ -300,7 +318,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
       throw new Error(`SQLite ledger ${config.path} is already open in this process; share its LedgerDatabase`);
     }
     const busyTimeoutMs = Math.trunc(config.busyTimeoutMs ?? 5000);
-    const sqlite = openSqliteConnection(config.path, busyTimeoutMs);
+    const writerThread = config.writerThread === true && key !== undefined;
+    const sqlite = openSqliteConnection(config.path, busyTimeoutMs, { autoCheckpoint: !writerThread });
     if (key !== undefined) openSqliteFiles.add(key);
     const release = () => {
       if (key !== undefined) openSqliteFiles.delete(key);
@@ -308,7 +327,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     const cached = withStatementCache(sqlite);
     // The writer thread opens its own connection: it never waits on this thread's event loop, so the
     // one-connection-per-process rule above (a deadlock within one thread) does not apply to it.
-    const writer = config.writerThread && key !== undefined ? { path: key, busyTimeoutMs } : undefined;
+    const writer = writerThread ? { path: key, busyTimeoutMs, receiptFsync: config.receiptFsync ?? 'before_reply' } : undefined;
     return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: cached }) }), 'sqlite', release, cached, writer);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');

@@ -3,6 +3,7 @@
 // holds the chain lock (PostgreSQL advisory lock / SQLite IMMEDIATE), so any number of gate
 // processes on one database keep one unbroken sequence. Concurrent writes are group-committed.
 import { uuidv7 } from '../ids.ts';
+import { publish } from '../observe.ts';
 import { GateError, type GateErrorCode } from '../errors.ts';
 import { systemClock, type AuditEventInput, type AuditSink, type Clock } from '../contracts.ts';
 import type { SigningKey } from '../keys/keystore.ts';
@@ -170,7 +171,15 @@ export class Ledger {
     const gc = options.groupCommit ?? true;
     this.#maxBatch = gc === false ? 1 : gc === true ? DEFAULT_MAX_BATCH : Math.max(1, Math.trunc(gc.maxBatch));
     const wt = this.database.writerThread;
-    this.#thread = wt ? new WriterThread(wt) : undefined;
+    this.#thread = wt
+      ? new WriterThread({
+        ...wt,
+        onError: (message) => {
+          publish('audit_write_error', {});
+          publish('error', { code: 'ledger_writer_failed', path: 'ledger', message });
+        },
+      })
+      : undefined;
   }
 
   /** This ledger as the shared AuditSink (`append` resolving to void) for admin routes and stages. */

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { GateConfig } from '../config/load.ts';
+import { publish } from '../observe.ts';
 import { systemClock, type AuditSink, type Clock } from '../contracts.ts';
 import { openKeystore, type Keystore } from '../keys/index.ts';
 import { createIdentityProvider } from '../identity/index.ts';
@@ -13,6 +14,7 @@ import { DpopVerifier, NonceIssuer } from '../auth/dpop.ts';
 import { LeaseVerifier } from '../auth/lease.ts';
 import type { OperatorRecord } from '../auth/middleware.ts';
 import { openStateDb, SqliteReplayStore, SqliteRevocationStore, type SqliteDb } from '../stores/sqlite.ts';
+import { WalCheckpointer } from '../stores/wal-checkpointer.ts';
 import { createRedis, RedisReplayStore, RedisRevocationStore, waitReady } from '../stores/redis.ts';
 import type { ReplayStore, RevocationStore } from '../stores/types.ts';
 import { buildAdminApp, buildClientApp, type GateServices, type HealthReport, type RouteModule } from '../gate.ts';
@@ -76,8 +78,15 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     replay = new RedisReplayStore(redis);
     revocation = new RedisRevocationStore(redis);
   } else {
-    stateDb = openStateDb(join(config.state_dir, 'state.db'));
+    const statePath = join(config.state_dir, 'state.db');
+    stateDb = openStateDb(statePath, { autoCheckpoint: false });
     closers.push(() => { stateDb!.close(); });
+    // The state database is written on the event loop: its WAL checkpoints run on their own thread.
+    const checkpointer = new WalCheckpointer({
+      paths: [statePath],
+      onError: (message) => publish('error', { code: 'state_checkpoint_failed', path: 'state.db', message }),
+    });
+    closers.push(() => checkpointer.close());
     replay = new SqliteReplayStore(stateDb, () => clock.now());
     revocation = new SqliteRevocationStore(stateDb, () => clock.now());
   }

@@ -71,7 +71,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     // Evidence ledger (+ approvals, which live beside it for atomic, cross-instance claims).
     const database = await openDatabase(config.mode === 'production'
       ? { kind: 'postgres', connectionString: config.database_url! }
-      : { kind: 'sqlite', path: join(config.state_dir, 'ledger.db'), writerThread: true });
+      : { kind: 'sqlite', path: join(config.state_dir, 'ledger.db'), writerThread: true, receiptFsync: config.ledger.receipt_fsync });
     closers.push(() => database.close());
     database.registerMigration('approvals/0001_init', { up: (db) => approvalsSchema(db) });
     registerEpochFloorMigration(database);

@@ -8,12 +8,16 @@ import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
 
 export type SqliteDb = Database.Database;
 
-/** Opens (creating if needed) the embedded state database with the pragmas the stores rely on. */
-export function openStateDb(path: string): SqliteDb {
+/**
+ * Opens (creating if needed) the embedded state database with the pragmas the stores rely on.
+ * `autoCheckpoint: false`: commits never checkpoint the WAL (a WalCheckpointer must run instead).
+ */
+export function openStateDb(path: string, opts: { autoCheckpoint?: boolean } = {}): SqliteDb {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
+  if (opts.autoCheckpoint === false) db.pragma('wal_autocheckpoint = 0');
   db.exec(`
     CREATE TABLE IF NOT EXISTS replay (k TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS replay_exp ON replay(expires_at);

@@ -335,6 +335,31 @@ function embeddedSuite() {
       assert.match(cli.stdout, /^1 unresolved/m);
       assert.ok(cli.stdout.includes(intentId), cli.stdout);
     });
+
+    test('receipts answered before their fsync (receipt_fsync = after_reply, the default) survive a SIGKILL right after the answers: all stored and verified, none of the intents unresolved, chain intact', T, async () => {
+      const agent = new Agent();
+      await agent.obtainLease(E.client);
+      // Concurrent calls (finalizations batched together) and then sequential ones (one per batch).
+      const answers = await Promise.all(Array.from({ length: 16 }, (_, i) => agent.execute(E.client, 'echo', { message: `durable-${i}` })));
+      for (let i = 0; i < 4; i++) answers.push(await agent.execute(E.client, 'echo', { message: `durable-seq-${i}` }));
+      assert.deepEqual(tally(answers), { 200: 20 });
+      await E.kill('SIGKILL');
+      assert.equal((await E.exited).signal, 'SIGKILL');
+      E = spawnGate('embedded', ['up', '--state-dir', dir], socketsOf(dir));
+      await E.waitReady();
+      for (const a of answers) {
+        const id = (a.body as { receipt_id: string }).receipt_id;
+        const r = await E.adminCall(op, 'GET', `/v1/receipts/${id}`);
+        assert.equal(r.status, 200, `receipt ${id} lost: ${r.text}`);
+        assert.equal((r.body as { signature_status: string }).signature_status, 'verified', r.text);
+      }
+      const list = await E.adminCall(op, 'GET', '/v1/admin/intents');
+      assert.equal(list.status, 200, list.text);
+      const mine = (list.body as { intents: Array<{ session_id: string }> }).intents.filter((i) => i.session_id === agent.lease!.session_id);
+      assert.deepEqual(mine, [], list.text);
+      const v = await E.adminCall(op, 'GET', '/v1/audit/verify');
+      assert.equal((v.body as { intact: boolean }).intact, true, v.text);
+    });
   });
 }
 

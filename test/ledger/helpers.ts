@@ -61,14 +61,15 @@ export const sqliteBackend: Backend = {
   },
 };
 
-/** SQLite with the ledger's write transactions on a writer thread (what the gate runs). */
+/** SQLite with the ledger's write transactions on a writer thread, configured as the gate runs it. */
 export const sqliteWriterThreadBackend: Backend = {
   name: 'sqlite-writer-thread',
   skip: undefined,
   async start() {},
   async stop() {},
   async fresh(t) {
-    return opener(t, { kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true });
+    // As the gate runs it: receipt-only batches acknowledged before their fsync (receipt_fsync).
+    return opener(t, { kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true, receiptFsync: 'after_reply' });
   },
 };
 

@@ -1,0 +1,24 @@
+// Worker body of src/stores/wal-checkpointer.ts (plain JS: it needs no TypeScript loader). One
+// connection per file; every `intervalMs` a PASSIVE checkpoint copies what it can of each WAL
+// back into its database file, never waiting for a lock and never blocking a writer.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+
+const { paths, intervalMs } = workerData;
+const dbs = paths.map((p) => {
+  const db = new Database(p, { fileMustExist: true });
+  db.pragma('busy_timeout = 0');
+  db.pragma('wal_autocheckpoint = 0');
+  return db;
+});
+setInterval(() => {
+  for (let i = 0; i < dbs.length; i++) {
+    try {
+      dbs[i].pragma('wal_checkpoint(PASSIVE)');
+    } catch (err) {
+      // SQLITE_BUSY only means another checkpoint is running: try again next time.
+      if (err && err.code === 'SQLITE_BUSY') continue;
+      parentPort.postMessage({ path: paths[i], message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}, intervalMs);

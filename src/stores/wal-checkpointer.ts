@@ -1,0 +1,60 @@
+// WAL checkpoints off the commit path. SQLite normally checkpoints inside whichever COMMIT pushes
+// the WAL past 1000 pages, so one commit in a few hundred waits while the WAL is copied into the
+// database file and both are fsynced (4–17 ms measured here, on the event loop for the state
+// database). Connections opened with `wal_autocheckpoint = 0` leave that to this thread, which
+// runs PASSIVE checkpoints on a timer: they never take the write lock and never make a commit wait.
+import { Worker } from 'node:worker_threads';
+
+const ENTRY = new URL('./wal-checkpointer-worker.mjs', import.meta.url);
+
+export interface WalCheckpointerOptions {
+  /** Database files (in WAL mode, already created) to checkpoint. */
+  paths: readonly string[];
+  /** Milliseconds between checkpoints (default 200). */
+  intervalMs?: number;
+  /** Told about a failed checkpoint or a dead thread (which is started again a second later). */
+  onError?: (message: string) => void;
+}
+
+export class WalCheckpointer {
+  readonly #options: WalCheckpointerOptions;
+  #worker: Worker | undefined;
+  #restart: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: WalCheckpointerOptions) {
+    this.#options = options;
+    this.#start();
+  }
+
+  #start(): void {
+    const worker = new Worker(ENTRY, { workerData: { paths: [...this.#options.paths], intervalMs: this.#options.intervalMs ?? 200 } });
+    this.#worker = worker;
+    worker.on('message', (m: { path: string; message: string }) => this.#options.onError?.(`WAL checkpoint of ${m.path} failed: ${m.message}`));
+    worker.on('error', (e) => this.#options.onError?.(`WAL checkpointer thread failed: ${e.message}`));
+    worker.on('exit', () => {
+      if (this.#worker !== worker) return;
+      this.#worker = undefined;
+      if (this.#closed) return;
+      this.#restart = setTimeout(() => {
+        if (!this.#closed) this.#start();
+      }, 1000);
+      this.#restart.unref();
+    });
+    // Never keeps the process alive (unref after the listeners: adding one refs the worker again).
+    worker.unref();
+  }
+
+  /** True while the thread runs (false between a crash and its restart, and after close). */
+  get running(): boolean {
+    return this.#worker !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#restart);
+    const w = this.#worker;
+    this.#worker = undefined;
+    if (w) await w.terminate();
+  }
+}
