@@ -62,6 +62,12 @@ const MAX_FIELD = 512;
 const MAX_TYPE = 128;
 const MAX_DETAIL_CHARS = 256 * 1024;
 const VERIFY_PAGE = 1000;
+/**
+ * A checkpoint re-verifies the segment since the previous one on the event loop: in pages this
+ * small, yielding between them (≈ 2 ms each on SQLite), so requests are served in between instead of
+ * waiting for the whole segment (≈ 10 ms for 100 events).
+ */
+const CHECKPOINT_PAGE = 32;
 const DEFAULT_MAX_BATCH = 64;
 const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
@@ -447,11 +453,12 @@ export class Ledger {
       const verifier = new ChainVerifier([], this.#keys.checkpointKeys(), null, start);
       for (let after = start.seq; after < headSeq;) {
         const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).where('seq', '<=', headSeq)
-          .orderBy('seq').limit(VERIFY_PAGE).execute();
+          .orderBy('seq').limit(CHECKPOINT_PAGE).execute();
         if (rows.length === 0) break;
         for (const r of rows) if (!verifier.push(rowToEvent(r))) break;
         if (verifier.broken) break;
         after = Number(rows[rows.length - 1]!.seq);
+        if (after < headSeq) await new Promise((r) => setImmediate(r));
       }
       const seg = verifier.finish();
       if (!seg.intact || seg.head?.seq !== headSeq || seg.head.hash !== head.hash) throw broken(`chain does not verify (${seg.reason ?? 'short'})`);
