@@ -7,12 +7,19 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { LedgerTables } from './schema.ts';
+import { WAL_RESTART_PAGES } from '../stores/wal-checkpointer.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type ReceiptFsync = 'before_reply' | 'after_reply';
 
 /** Where and how the SQLite writer thread (src/ledger/writer-thread.ts) opens the file. */
-export interface WriterThreadConfig { path: string; busyTimeoutMs: number; receiptFsync: ReceiptFsync }
+export interface WriterThreadConfig {
+  path: string;
+  busyTimeoutMs: number;
+  receiptFsync: ReceiptFsync;
+  /** @internal tests only: the post-reply WAL fsync throws. */
+  faultWalSync?: boolean;
+}
 
 export type DatabaseConfig =
   | {
@@ -35,6 +42,8 @@ export type DatabaseConfig =
      * Intents, audit events and anything batched with them are always fsynced before the reply.
      */
     receiptFsync?: ReceiptFsync;
+    /** @internal tests only: the writer thread's post-reply WAL fsync throws. */
+    faultWalSync?: boolean;
   }
   | {
     kind: 'postgres';
@@ -290,10 +299,10 @@ export function withStatementCache(db: Database.Database, max = 512): { close():
 
 /**
  * A better-sqlite3 connection with the pragmas the ledger relies on (WAL, synchronous=FULL).
- * `autoCheckpoint: false`: this connection never checkpoints the WAL when it commits (with the
- * writer thread, a checkpointer thread does it off the commit path).
+ * `checkpointThread: true`: a WalCheckpointer thread checkpoints this file, and a COMMIT
+ * checkpoints only past WAL_RESTART_PAGES (src/stores/wal-checkpointer.ts).
  */
-export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: { autoCheckpoint?: boolean } = {}): Database.Database {
+export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: { checkpointThread?: boolean } = {}): Database.Database {
   const sqlite = new Database(path);
   try {
     const mode = sqlite.pragma('journal_mode = WAL', { simple: true }) as string;
@@ -302,7 +311,7 @@ export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: 
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
     sqlite.pragma('foreign_keys = ON');
-    if (opts.autoCheckpoint === false) sqlite.pragma('wal_autocheckpoint = 0');
+    if (opts.checkpointThread) sqlite.pragma(`wal_autocheckpoint = ${WAL_RESTART_PAGES}`);
   } catch (err) {
     sqlite.close();
     throw err;
@@ -319,7 +328,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     }
     const busyTimeoutMs = Math.trunc(config.busyTimeoutMs ?? 5000);
     const writerThread = config.writerThread === true && key !== undefined;
-    const sqlite = openSqliteConnection(config.path, busyTimeoutMs, { autoCheckpoint: !writerThread });
+    const sqlite = openSqliteConnection(config.path, busyTimeoutMs, { checkpointThread: writerThread });
     if (key !== undefined) openSqliteFiles.add(key);
     const release = () => {
       if (key !== undefined) openSqliteFiles.delete(key);
@@ -327,7 +336,9 @@ export async function openDatabase(config: DatabaseConfig): Promise<LedgerDataba
     const cached = withStatementCache(sqlite);
     // The writer thread opens its own connection: it never waits on this thread's event loop, so the
     // one-connection-per-process rule above (a deadlock within one thread) does not apply to it.
-    const writer = writerThread ? { path: key, busyTimeoutMs, receiptFsync: config.receiptFsync ?? 'before_reply' } : undefined;
+    const writer = writerThread
+      ? { path: key, busyTimeoutMs, receiptFsync: config.receiptFsync ?? 'before_reply', ...(config.faultWalSync ? { faultWalSync: true } : {}) }
+      : undefined;
     return new LedgerDatabase(new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: cached }) }), 'sqlite', release, cached, writer);
   }
   if (config.kind !== 'postgres') throw new TypeError('database kind must be sqlite or postgres');

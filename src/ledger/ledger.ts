@@ -184,8 +184,17 @@ export class Ledger {
           publish('audit_write_error', {});
           publish('error', { code: 'ledger_writer_failed', path: 'ledger', message });
         },
+        onCheckpointError: (message) => publish('error', { code: 'ledger_wal_checkpoint_failed', path: 'ledger', message }),
       })
       : undefined;
+  }
+
+  /**
+   * Why this ledger refuses every write until the process restarts (its writer thread's fsync
+   * failed after an early reply), or undefined. The gate reports not ready while it is set.
+   */
+  get writerFailed(): string | undefined {
+    return this.#thread?.failed;
   }
 
   /** This ledger as the shared AuditSink (`append` resolving to void) for admin routes and stages. */

@@ -1,5 +1,5 @@
 // Runs inside the ledger writer thread (see writer-thread.ts): one connection, one batch at a time,
-// in arrival order. This connection never checkpoints the WAL (src/stores/wal-checkpointer.ts does).
+// in arrival order. A WalCheckpointer thread checkpoints the WAL (src/stores/wal-checkpointer.ts).
 import { fdatasyncSync, fstatSync, openSync, closeSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { GENESIS_HASH } from './chain.ts';
@@ -10,7 +10,7 @@ import type { Reply, WriterThreadConfig } from './writer-thread.ts';
 
 const options = workerData as WriterThreadConfig;
 const port = parentPort!;
-const conn = openSqliteConnection(options.path, options.busyTimeoutMs, { autoCheckpoint: false });
+const conn = openSqliteConnection(options.path, options.busyTimeoutMs, { checkpointThread: true });
 
 const raw = withStatementCache(conn);
 const transaction = <T>(fn: (tx: SqliteChainTx) => Promise<T>) => rawTransaction(raw, (r) => fn(new SqliteChainTx(r)));
@@ -28,6 +28,7 @@ const synchronous = (m: 'FULL' | 'NORMAL') => {
  * descriptor is checked to still name the WAL file (same inode) before every sync.
  */
 const syncWal = () => {
+  if (options.faultWalSync) throw new Error('injected WAL fsync failure (test)');
   if (walFd >= 0 && fstatSync(walFd).ino !== statSync(walPath).ino) {
     closeSync(walFd);
     walFd = -1;
@@ -37,7 +38,15 @@ const syncWal = () => {
 };
 
 let chain: Promise<void> = Promise.resolve();
-port.on('message', (msg: { id: number; jobs: JobSpec[] }) => {
+port.on('message', (msg: { id: number; jobs: JobSpec[] } | { close: true }) => {
+  if ('close' in msg) {
+    // Everything queued before (batches and their fsyncs) has finished once this runs.
+    chain = chain.then(() => {
+      conn.close();
+      port.postMessage({ closed: true });
+    });
+    return;
+  }
   chain = chain.then(async () => {
     // A batch of finalizations only may be acknowledged before its fsync (receiptFsync).
     const late = options.receiptFsync === 'after_reply' && msg.jobs.every((j) => j.kind === 'finalize');
@@ -45,7 +54,7 @@ port.on('message', (msg: { id: number; jobs: JobSpec[] }) => {
     try {
       synchronous(late ? 'NORMAL' : 'FULL');
       const r = await runBatch(transaction, GENESIS_HASH, msg.jobs);
-      reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events };
+      reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events, fsync: late ? 'after_reply' : 'before_reply' };
     } catch (err) {
       reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err) };
     }
@@ -54,9 +63,9 @@ port.on('message', (msg: { id: number; jobs: JobSpec[] }) => {
       try {
         syncWal();
       } catch (err) {
-        // The acknowledged finalizations may not be durable: say so, and stop. The gate fails
-        // what is in flight and starts a new thread for the next batch (whose FULL commit
-        // fsyncs the WAL again, or fails closed if the disk is gone).
+        // The acknowledged finalizations may not be durable, and a later commit would be appended
+        // after frames the disk may have lost (Linux reports a writeback error once): say so and
+        // stop. The gate's ledger then refuses every write until a restart (writer-thread.ts).
         port.postMessage({ syncFailed: err instanceof Error ? err.message : String(err) });
         process.exit(1);
       }

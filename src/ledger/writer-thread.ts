@@ -7,7 +7,10 @@
 // Failure model: if the thread dies (or cannot open the database) every batch in flight fails
 // as a database failure (ledger_unavailable / evidence_persistence_failed: the COMMIT outcome is
 // unknown, nothing is retried), and the next batch starts a fresh thread. A failed fsync after an
-// early reply (receiptFsync 'after_reply') is reported through `onError` and ends the thread.
+// early reply (receiptFsync 'after_reply') is fatal: the frames it should have made durable may be
+// gone from the disk while later commits are appended after them, so this ledger refuses every
+// write from then on (`failed`; the gate reports not ready) until the process restarts and SQLite
+// recovers the WAL from what is really on disk.
 import { Worker } from 'node:worker_threads';
 import type { JobOutcome, JobSpec } from './jobs.ts';
 import type { WriterThreadConfig } from './db.ts';
@@ -21,17 +24,22 @@ interface Request {
 }
 
 export type Reply =
-  | { id: number; ok: true; outcomes: JobOutcome[]; events: number }
+  | { id: number; ok: true; outcomes: JobOutcome[]; events: number; fsync: 'before_reply' | 'after_reply' }
   | { id: number; ok: false; message: string };
 
-/** A notice from the thread, which is about to exit. */
-type Notice = { syncFailed: string };
+/** From the thread: its post-reply fsync failed (it is about to exit), or it finished after a close request. */
+type Notice = { syncFailed: string } | { closed: true };
+
+/** A batch's outcome; `fsync` says whether its commit was fsynced before this answer (tests read it). */
+export interface BatchResult { outcomes: JobOutcome[]; events: number; fsync: 'before_reply' | 'after_reply' }
 
 export interface WriterThreadOptions extends WriterThreadConfig {
   /** How often the WAL is checkpointed (default 200 ms). */
   checkpointIntervalMs?: number;
-  /** Told about failures no caller is waiting for (an fsync after an early reply, a checkpoint). */
+  /** Told about a failed fsync after an early reply (after which every write is refused). */
   onError?: (message: string) => void;
+  /** Told about a failed WAL checkpoint (the WAL grows until one succeeds). */
+  onCheckpointError?: (message: string) => void;
 }
 
 const ENTRY = new URL('./writer-thread-entry.mjs', import.meta.url);
@@ -40,20 +48,28 @@ export class WriterThread {
   readonly #options: WriterThreadOptions;
   #worker: Worker | undefined;
   #checkpointer: WalCheckpointer | undefined;
-  readonly #pending = new Map<number, { resolve(r: { outcomes: JobOutcome[]; events: number }): void; reject(e: Error): void }>();
+  readonly #pending = new Map<number, { resolve(r: BatchResult): void; reject(e: Error): void }>();
   #next = 0;
   #closed = false;
+  #failed: string | undefined;
+  #closedByThread: (() => void) | undefined;
 
   constructor(options: WriterThreadOptions) {
     this.#options = options;
   }
 
+  /** Why this writer refuses every write (a failed post-reply fsync), or undefined while it is sound. */
+  get failed(): string | undefined {
+    return this.#failed;
+  }
+
   /** Runs one batch in one transaction on the writer thread. Rejects when the batch failed as a whole. */
-  run(jobs: readonly JobSpec[]): Promise<{ outcomes: JobOutcome[]; events: number }> {
+  run(jobs: readonly JobSpec[]): Promise<BatchResult> {
     if (this.#closed) return Promise.reject(new Error('ledger writer thread is closed'));
+    if (this.#failed !== undefined) return Promise.reject(new Error(`ledger writer refuses writes: ${this.#failed}`));
     const worker = this.#worker ?? this.#start();
     this.#checkpointer ??= new WalCheckpointer({
-      paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onError,
+      paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onCheckpointError,
     });
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
@@ -63,25 +79,44 @@ export class WriterThread {
     });
   }
 
-  /** Stops the thread (callers first wait for their batches). */
+  /**
+   * Stops the thread (callers first wait for their batches). The thread is asked to finish what it
+   * queued — including the fsync that follows an early reply — before it is terminated (5 s at most).
+   */
   async close(): Promise<void> {
     this.#closed = true;
     const w = this.#worker;
     const c = this.#checkpointer;
     this.#worker = undefined;
     this.#checkpointer = undefined;
-    if (w) await w.terminate();
+    if (w) {
+      const finished = new Promise<void>((resolve) => {
+        this.#closedByThread = resolve;
+        w.once('exit', () => resolve());
+      });
+      w.ref();
+      w.postMessage({ close: true });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([finished, new Promise<void>((r) => { timer = setTimeout(r, 5000); })]);
+      clearTimeout(timer);
+      await w.terminate();
+    }
     if (c) await c.close();
     this.#failAll(new Error('ledger writer thread closed'));
   }
 
   #notice(n: Notice): void {
-    this.#options.onError?.(`ledger WAL fsync failed after an early reply: ${n.syncFailed}`);
+    if ('closed' in n) {
+      this.#closedByThread?.();
+      return;
+    }
+    this.#failed ??= `WAL fsync failed after an early reply: ${n.syncFailed}`;
+    this.#options.onError?.(`ledger ${this.#failed}; every ledger write is refused until the gate restarts`);
   }
 
   #start(): Worker {
-    const { path, busyTimeoutMs, receiptFsync } = this.#options;
-    const worker = new Worker(ENTRY, { workerData: { path, busyTimeoutMs, receiptFsync } satisfies WriterThreadConfig });
+    const { path, busyTimeoutMs, receiptFsync, faultWalSync } = this.#options;
+    const worker = new Worker(ENTRY, { workerData: { path, busyTimeoutMs, receiptFsync, faultWalSync } satisfies WriterThreadConfig });
     this.#worker = worker;
     worker.unref();
     worker.on('message', (reply: Reply | Notice) => {
@@ -90,7 +125,7 @@ export class WriterThread {
       if (!p) return;
       this.#pending.delete(reply.id);
       if (this.#pending.size === 0) worker.unref();
-      if (reply.ok) p.resolve({ outcomes: reply.outcomes, events: reply.events });
+      if (reply.ok) p.resolve({ outcomes: reply.outcomes, events: reply.events, fsync: reply.fsync });
       else p.reject(new Error(`ledger writer: ${reply.message}`));
     });
     const gone = (why: string) => {

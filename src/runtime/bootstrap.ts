@@ -79,7 +79,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     revocation = new RedisRevocationStore(redis);
   } else {
     const statePath = join(config.state_dir, 'state.db');
-    stateDb = openStateDb(statePath, { autoCheckpoint: false });
+    stateDb = openStateDb(statePath, { checkpointThread: true });
     closers.push(() => { stateDb!.close(); });
     // The state database is written on the event loop: its WAL checkpoints run on their own thread.
     const checkpointer = new WalCheckpointer({
@@ -94,7 +94,8 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   const state = { draining: false, inFlight: 0, requests: 0, startedAt };
   const dpopOptions = {
     // A lone request checks its proof inline (a thread-pool round trip costs more than the ~120 µs
-    // check); with others waiting, the check leaves the event loop to them.
+    // check); with others waiting, the check leaves the event loop to them. Client-socket requests
+    // are counted; the admin socket's verifier follows the same count (a performance choice only).
     offloadSignature: () => state.requests > 1,
     publicBaseUrl: config.public_base_url,
     maxAgeSeconds: config.dpop.max_age_seconds,

@@ -238,7 +238,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       notices,
       health: async () => {
         const dbOk = await database.ping().catch(() => false);
-        return { opa: engine.isHealthy(), ledger: dbOk, approval_store: dbOk, egress_proxy: null, actions_registered: active.registry.ids().length };
+        return { opa: engine.isHealthy(), ledger: dbOk && ledger.writerFailed === undefined, approval_store: dbOk, egress_proxy: null, actions_registered: active.registry.ids().length };
       },
       status: async () => ({
         pending_approvals: await approvals.pendingCount().catch(() => null),

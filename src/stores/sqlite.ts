@@ -3,6 +3,7 @@
 // loses nothing; for power loss the DPoP verifier's boot fence refuses proofs older than start-up.
 import Database from 'better-sqlite3';
 import { pingSqlite } from './ping.ts';
+import { WAL_RESTART_PAGES } from './wal-checkpointer.ts';
 import { GateError } from '../errors.ts';
 import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
 
@@ -10,14 +11,15 @@ export type SqliteDb = Database.Database;
 
 /**
  * Opens (creating if needed) the embedded state database with the pragmas the stores rely on.
- * `autoCheckpoint: false`: commits never checkpoint the WAL (a WalCheckpointer must run instead).
+ * `checkpointThread: true`: a WalCheckpointer thread checkpoints this file, and a COMMIT checkpoints
+ * only past WAL_RESTART_PAGES (src/stores/wal-checkpointer.ts).
  */
-export function openStateDb(path: string, opts: { autoCheckpoint?: boolean } = {}): SqliteDb {
+export function openStateDb(path: string, opts: { checkpointThread?: boolean } = {}): SqliteDb {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  if (opts.autoCheckpoint === false) db.pragma('wal_autocheckpoint = 0');
+  if (opts.checkpointThread) db.pragma(`wal_autocheckpoint = ${WAL_RESTART_PAGES}`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS replay (k TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS replay_exp ON replay(expires_at);
@@ -80,10 +82,15 @@ export class SqliteRevocationStore implements RevocationStore {
 
   async advanceEpoch(): Promise<[number, number]> {
     try {
-      const r = this.advance();
-      // The kill switch must survive power loss: force a full checkpoint of the WAL.
-      this.db.pragma('wal_checkpoint(FULL)');
-      return r;
+      // The kill switch must survive power loss: this one commit is fsynced (synchronous=FULL)
+      // before it is acknowledged. (A forced checkpoint is no substitute: it answers busy, having
+      // done nothing, while a WalCheckpointer thread is checkpointing the same file.)
+      this.db.pragma('synchronous = FULL');
+      try {
+        return this.advance();
+      } finally {
+        this.db.pragma('synchronous = NORMAL');
+      }
     } catch (e) { this.fail(e); }
   }
 

@@ -1,11 +1,19 @@
 // WAL checkpoints off the commit path. SQLite normally checkpoints inside whichever COMMIT pushes
-// the WAL past 1000 pages, so one commit in a few hundred waits while the WAL is copied into the
+// the WAL past 1000 pages, so one commit in a few dozen waits while the WAL is copied into the
 // database file and both are fsynced (4–17 ms measured here, on the event loop for the state
-// database). Connections opened with `wal_autocheckpoint = 0` leave that to this thread, which
-// runs PASSIVE checkpoints on a timer: they never take the write lock and never make a commit wait.
+// database). With this thread, connections raise that threshold to WAL_RESTART_PAGES and the
+// thread runs PASSIVE checkpoints on a timer: they never take the write lock and never make a
+// commit wait, and they copy nearly every frame soon after it is written. Under steady writes a
+// PASSIVE checkpoint is never complete when the next commit begins, so SQLite would never start
+// the WAL over: the COMMIT that passes WAL_RESTART_PAGES still runs SQLite's own checkpoint, which
+// then has only the last few frames left to copy, completes, and lets the next commit restart the
+// WAL. The file stays bounded (test/stores/wal-checkpointer.test.ts).
 import { Worker } from 'node:worker_threads';
 
 const ENTRY = new URL('./wal-checkpointer-worker.mjs', import.meta.url);
+
+/** `wal_autocheckpoint` of connections whose file a WalCheckpointer thread checkpoints (16 MiB of 4 KiB pages). */
+export const WAL_RESTART_PAGES = 4096;
 
 export interface WalCheckpointerOptions {
   /** Database files (in WAL mode, already created) to checkpoint. */
@@ -28,7 +36,10 @@ export class WalCheckpointer {
   }
 
   #start(): void {
-    const worker = new Worker(ENTRY, { workerData: { paths: [...this.#options.paths], intervalMs: this.#options.intervalMs ?? 200 } });
+    const o = this.#options;
+    const worker = new Worker(ENTRY, {
+      workerData: { paths: [...o.paths], intervalMs: o.intervalMs ?? 200 },
+    });
     this.#worker = worker;
     worker.on('message', (m: { path: string; message: string }) => this.#options.onError?.(`WAL checkpoint of ${m.path} failed: ${m.message}`));
     worker.on('error', (e) => this.#options.onError?.(`WAL checkpointer thread failed: ${e.message}`));

@@ -1,6 +1,7 @@
-// WAL checkpoints off the commit path: a connection opened with autoCheckpoint false never
-// checkpoints on COMMIT (its WAL only grows), and the WalCheckpointer thread copies the WAL back
-// into the database file on its timer; a file it cannot open is reported, not a crash.
+// WAL checkpoints off the commit path: a connection opened for a checkpoint thread does not
+// checkpoint on COMMIT below WAL_RESTART_PAGES, the WalCheckpointer thread copies the WAL back into
+// the database file on its timer, the WAL stays bounded under steady writes, and a file the thread
+// cannot open is reported, not a crash.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openStateDb } from '../../src/stores/sqlite.ts';
-import { WalCheckpointer } from '../../src/stores/wal-checkpointer.ts';
+import { WAL_RESTART_PAGES, WalCheckpointer } from '../../src/stores/wal-checkpointer.ts';
 
 type Db = ReturnType<typeof openStateDb>;
 
@@ -17,22 +18,22 @@ function fill(db: Db, rows: number): void {
   for (let i = 0; i < rows; i++) ins.run(`k-${i}-${Math.random()}`, 'v'.repeat(2000));
 }
 
-test('WAL: without autocheckpoint commits never checkpoint; the checkpointer thread copies the WAL into the database', async (t) => {
+test('WAL: commits below WAL_RESTART_PAGES never checkpoint; the checkpointer thread copies the WAL into the database', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'walck-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'state.db');
-  const db = openStateDb(path, { autoCheckpoint: false });
+  const db = openStateDb(path, { checkpointThread: true });
   t.after(() => db.close());
   const sizeBefore = statSync(path).size;
-  fill(db, 3000); // ~1500+ pages: past the 1000-page threshold at which a COMMIT would checkpoint
+  fill(db, 700); // ≈ 1500–2000 frames: past SQLite's default 1000-page threshold, below WAL_RESTART_PAGES
   assert.equal(statSync(path).size, sizeBefore, 'a COMMIT copied pages into the database file');
-  assert.ok(statSync(`${path}-wal`).size > 4_000_000, 'the WAL holds the commits');
+  assert.ok(statSync(`${path}-wal`).size > 1000 * 4120, 'the WAL holds more than 1000 frames');
 
   const errors: string[] = [];
   const ck = new WalCheckpointer({ paths: [path], intervalMs: 20, onError: (m) => errors.push(m) });
   t.after(() => ck.close());
-  for (let i = 0; i < 250 && statSync(path).size < sizeBefore + 4_000_000; i++) await delay(20);
-  assert.ok(statSync(path).size > sizeBefore + 4_000_000, 'the checkpointer copied the WAL into the database file');
+  for (let i = 0; i < 250 && statSync(path).size < sizeBefore + 1_000_000; i++) await delay(20);
+  assert.ok(statSync(path).size > sizeBefore + 1_000_000, 'the checkpointer copied the WAL into the database file');
   assert.deepEqual(errors, []);
   assert.equal(ck.running, true);
   await ck.close();
@@ -48,4 +49,35 @@ test('WAL checkpointer: a file it cannot open is reported through onError (no cr
   await ck.close();
   assert.ok(errors.length >= 1 && /checkpointer thread failed/.test(errors[0]!), errors.join('\n'));
   assert.equal(ck.running, false);
+});
+
+/** Commits small rows for `ms` (paced: 10 commits per timer tick, a few thousand per second, about a busy gate's rate); returns the largest WAL size sampled. */
+async function steadyWrites(db: Db, path: string, ms: number): Promise<number> {
+  const ins = db.prepare('INSERT INTO kv (k, v) VALUES (?, ?)');
+  const end = Date.now() + ms;
+  let max = 0;
+  for (let i = 0; Date.now() < end; i++) {
+    ins.run(`s-${i}-${Math.random()}`, 'v'.repeat(300));
+    if (i % 10 === 0) {
+      max = Math.max(max, statSync(`${path}-wal`).size);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+  return max;
+}
+
+test('WAL checkpointer: under steady writes the WAL stays bounded (the COMMIT past WAL_RESTART_PAGES completes the checkpoint and the WAL restarts)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'walck-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'state.db');
+  const db = openStateDb(path, { checkpointThread: true });
+  t.after(() => db.close());
+  const errors: string[] = [];
+  const ck = new WalCheckpointer({ paths: [path], intervalMs: 10, onError: (m) => errors.push(m) });
+  t.after(() => ck.close());
+  const max = await steadyWrites(db, path, 5000);
+  // WAL_RESTART_PAGES is 16 MiB of frames (4 KiB + 24 bytes each); a little may pile up past it.
+  assert.ok(max < (WAL_RESTART_PAGES + 1024) * 4120, `WAL reached ${max} bytes`);
+  assert.ok(max > WAL_RESTART_PAGES * 4096, `the writes never reached the restart threshold (${max} bytes): the test proves nothing`);
+  assert.deepEqual(errors, []);
 });
