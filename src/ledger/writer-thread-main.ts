@@ -1,74 +1,106 @@
-// Runs inside the ledger writer thread (see writer-thread.ts): one connection, one batch at a time,
-// in arrival order. A WalCheckpointer thread checkpoints the WAL (src/stores/wal-checkpointer.ts).
+// Runs inside the ledger's worker threads (see writer-thread.ts), each on its own connection: the
+// writer (one batch at a time, in arrival order) or, with role 'checkpoint', the thread that
+// computes signed ledger checkpoints. A WalCheckpointer thread checkpoints the WAL itself.
 import { fdatasyncSync, fstatSync, openSync, closeSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { GENESIS_HASH } from './chain.ts';
 import { SqliteChainTx } from './chain-tx.ts';
 import { openSqliteConnection, rawTransaction, withStatementCache } from './db.ts';
 import { runBatch, type JobSpec } from './jobs.ts';
-import type { Reply, WriterThreadConfig } from './writer-thread.ts';
+import type { CheckpointReply, CheckpointRequest, Reply, ThreadData } from './writer-thread.ts';
+import { sign as cryptoSign } from 'node:crypto';
+import { Kysely, SqliteDialect } from 'kysely';
+import { GateError } from '../errors.ts';
+import { PublicKeySet } from '../keys/key-set.ts';
+import { signNextCheckpoint } from './checkpoint-sign.ts';
+import type { LedgerTables } from './schema.ts';
 
-const options = workerData as WriterThreadConfig;
+const options = workerData as ThreadData;
 const port = parentPort!;
 const conn = openSqliteConnection(options.path, options.busyTimeoutMs, { checkpointThread: true });
 
-const raw = withStatementCache(conn);
-const transaction = <T>(fn: (tx: SqliteChainTx) => Promise<T>) => rawTransaction(raw, (r) => fn(new SqliteChainTx(r)));
-const walPath = `${options.path}-wal`;
-let walFd = -1;
-let mode: 'FULL' | 'NORMAL' = 'FULL';
-const synchronous = (m: 'FULL' | 'NORMAL') => {
-  if (m !== mode) {
-    conn.pragma(`synchronous = ${m}`);
-    mode = m;
-  }
-};
-/**
- * fdatasync of the WAL file: what synchronous=FULL does at COMMIT, done after the reply. The
- * descriptor is checked to still name the WAL file (same inode) before every sync.
- */
-const syncWal = () => {
-  if (options.faultWalSync) throw new Error('injected WAL fsync failure (test)');
-  if (walFd >= 0 && fstatSync(walFd).ino !== statSync(walPath).ino) {
-    closeSync(walFd);
-    walFd = -1;
-  }
-  if (walFd < 0) walFd = openSync(walPath, 'r');
-  fdatasyncSync(walFd);
-};
-
-let chain: Promise<void> = Promise.resolve();
-port.on('message', (msg: { id: number; jobs: JobSpec[] } | { close: true }) => {
-  if ('close' in msg) {
-    // Everything queued before (batches and their fsyncs) has finished once this runs.
-    chain = chain.then(() => {
-      conn.close();
-      port.postMessage({ closed: true });
-    });
-    return;
-  }
-  chain = chain.then(async () => {
-    // A batch of finalizations only may be acknowledged before its fsync (receiptFsync).
-    const late = options.receiptFsync === 'after_reply' && msg.jobs.every((j) => j.kind === 'finalize');
-    let reply: Reply;
-    try {
-      synchronous(late ? 'NORMAL' : 'FULL');
-      const r = await runBatch(transaction, GENESIS_HASH, msg.jobs);
-      reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events, fsync: late ? 'after_reply' : 'before_reply' };
-    } catch (err) {
-      reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err) };
-    }
-    port.postMessage(reply);
-    if (late && reply.ok) {
+if (options.role === 'checkpoint') {
+  // The checkpoint thread: signed ledger checkpoints on its own connection, one at a time.
+  const db = new Kysely<LedgerTables>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (m: CheckpointRequest) => {
+    queue = queue.then(async () => {
+      let reply: CheckpointReply;
       try {
-        syncWal();
+        const signing = { kid: m.kid, sign: (data: Uint8Array) => cryptoSign(null, data, m.key) };
+        const checkpoint = await signNextCheckpoint(db, { signing, verify: new PublicKeySet(m.jwks) }, m.ts, { page: 1000 });
+        reply = { id: m.id, ok: true, checkpoint };
       } catch (err) {
-        // The acknowledged finalizations may not be durable, and a later commit would be appended
-        // after frames the disk may have lost (Linux reports a writeback error once): say so and
-        // stop. The gate's ledger then refuses every write until a restart (writer-thread.ts).
-        port.postMessage({ syncFailed: err instanceof Error ? err.message : String(err) });
-        process.exit(1);
+        reply = { id: m.id, ok: false, code: err instanceof GateError ? err.code : null, message: err instanceof Error ? err.message : String(err) };
       }
-    }
+      port.postMessage(reply);
+    });
   });
-});
+} else {
+  runWriter();
+}
+
+/** The writer thread: batches in arrival order, fsynced before or after the reply (receiptFsync). */
+function runWriter(): void {
+
+  const raw = withStatementCache(conn);
+  const transaction = <T>(fn: (tx: SqliteChainTx) => Promise<T>) => rawTransaction(raw, (r) => fn(new SqliteChainTx(r)));
+  const walPath = `${options.path}-wal`;
+  let walFd = -1;
+  let mode: 'FULL' | 'NORMAL' = 'FULL';
+  const synchronous = (m: 'FULL' | 'NORMAL') => {
+    if (m !== mode) {
+      conn.pragma(`synchronous = ${m}`);
+      mode = m;
+    }
+  };
+  /**
+   * fdatasync of the WAL file: what synchronous=FULL does at COMMIT, done after the reply. The
+   * descriptor is checked to still name the WAL file (same inode) before every sync.
+   */
+  const syncWal = () => {
+    if (options.faultWalSync) throw new Error('injected WAL fsync failure (test)');
+    if (walFd >= 0 && fstatSync(walFd).ino !== statSync(walPath).ino) {
+      closeSync(walFd);
+      walFd = -1;
+    }
+    if (walFd < 0) walFd = openSync(walPath, 'r');
+    fdatasyncSync(walFd);
+  };
+
+  let chain: Promise<void> = Promise.resolve();
+  port.on('message', (msg: { id: number; jobs: JobSpec[] } | { close: true }) => {
+    if ('close' in msg) {
+      // Everything queued before (batches and their fsyncs) has finished once this runs.
+      chain = chain.then(() => {
+        conn.close();
+        port.postMessage({ closed: true });
+      });
+      return;
+    }
+    chain = chain.then(async () => {
+      // A batch of finalizations only may be acknowledged before its fsync (receiptFsync).
+      const late = options.receiptFsync === 'after_reply' && msg.jobs.every((j) => j.kind === 'finalize');
+      let reply: Reply;
+      try {
+        synchronous(late ? 'NORMAL' : 'FULL');
+        const r = await runBatch(transaction, GENESIS_HASH, msg.jobs);
+        reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events, fsync: late ? 'after_reply' : 'before_reply' };
+      } catch (err) {
+        reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err) };
+      }
+      port.postMessage(reply);
+      if (late && reply.ok) {
+        try {
+          syncWal();
+        } catch (err) {
+          // The acknowledged finalizations may not be durable, and a later commit would be appended
+          // after frames the disk may have lost (Linux reports a writeback error once): say so and
+          // stop. The gate's ledger then refuses every write until a restart (writer-thread.ts).
+          port.postMessage({ syncFailed: err instanceof Error ? err.message : String(err) });
+          process.exit(1);
+        }
+      }
+    });
+  });
+}

@@ -13,6 +13,11 @@
 // recovers the WAL from what is really on disk.
 import { Worker } from 'node:worker_threads';
 import type { JobOutcome, JobSpec } from './jobs.ts';
+import { GateError, type GateErrorCode } from '../errors.ts';
+import type { SigningKey } from '../keys/keystore.ts';
+import type { Jwks } from '../keys/jwk.ts';
+import type { KeyObject } from 'node:crypto';
+import type { Checkpoint } from './types.ts';
 import type { WriterThreadConfig } from './db.ts';
 import { WalCheckpointer } from '../stores/wal-checkpointer.ts';
 
@@ -29,6 +34,14 @@ export type Reply =
 
 /** From the thread: its post-reply fsync failed (it is about to exit), or it finished after a close request. */
 type Notice = { syncFailed: string } | { closed: true };
+
+/** What a thread receives as workerData: the writer (default) or the checkpoint thread. */
+export type ThreadData = WriterThreadConfig & { role?: 'checkpoint' };
+
+export interface CheckpointRequest { id: number; ts: string; key: KeyObject; kid: string; jwks: Jwks }
+export type CheckpointReply =
+  | { id: number; ok: true; checkpoint: Checkpoint | null }
+  | { id: number; ok: false; code: GateErrorCode | null; message: string };
 
 /** A batch's outcome; `fsync` says whether its commit was fsynced before this answer (tests read it). */
 export interface BatchResult { outcomes: JobOutcome[]; events: number; fsync: 'before_reply' | 'after_reply' }
@@ -48,6 +61,9 @@ export class WriterThread {
   readonly #options: WriterThreadOptions;
   #worker: Worker | undefined;
   #checkpointer: WalCheckpointer | undefined;
+  /** The checkpoint thread: signed ledger checkpoints, computed off the event loop and the writer. */
+  #signer: Worker | undefined;
+  readonly #signing = new Map<number, { resolve(c: Checkpoint | null): void; reject(e: Error): void }>();
   readonly #pending = new Map<number, { resolve(r: BatchResult): void; reject(e: Error): void }>();
   #next = 0;
   #closed = false;
@@ -80,6 +96,44 @@ export class WriterThread {
   }
 
   /**
+   * Computes, signs and stores the next ledger checkpoint on the checkpoint thread (its own
+   * connection; src/ledger/checkpoint-sign.ts). Refusals come back as `ledger_unavailable`.
+   */
+  checkpoint(req: { ts: string; key: SigningKey; jwks: Jwks }): Promise<Checkpoint | null> {
+    if (this.#closed) return Promise.reject(new Error('ledger writer thread is closed'));
+    const worker = this.#signer ?? this.#startSigner();
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      this.#signing.set(id, { resolve, reject });
+      worker.ref();
+      worker.postMessage({ id, ts: req.ts, key: req.key.privateKey, kid: req.key.kid, jwks: req.jwks } satisfies CheckpointRequest);
+    });
+  }
+
+  #startSigner(): Worker {
+    const { path, busyTimeoutMs, receiptFsync } = this.#options;
+    const worker = new Worker(ENTRY, { workerData: { path, busyTimeoutMs, receiptFsync, role: 'checkpoint' } satisfies ThreadData });
+    this.#signer = worker;
+    worker.on('message', (r: CheckpointReply) => {
+      const p = this.#signing.get(r.id);
+      if (!p) return;
+      this.#signing.delete(r.id);
+      if (this.#signing.size === 0) worker.unref();
+      if (r.ok) p.resolve(r.checkpoint);
+      else p.reject(r.code ? new GateError(r.code, r.message) : new Error(`ledger checkpoint thread: ${r.message}`));
+    });
+    const gone = (why: string) => {
+      if (this.#signer === worker) this.#signer = undefined;
+      for (const p of this.#signing.values()) p.reject(new Error(`ledger checkpoint thread ${why}`));
+      this.#signing.clear();
+    };
+    worker.on('error', (e) => gone(`failed: ${e.message}`));
+    worker.on('exit', (code) => gone(`exited (${code})`));
+    worker.unref();
+    return worker;
+  }
+
+  /**
    * Stops the thread (callers first wait for their batches). The thread is asked to finish what it
    * queued — including the fsync that follows an early reply — before it is terminated (5 s at most).
    */
@@ -102,6 +156,9 @@ export class WriterThread {
       await w.terminate();
     }
     if (c) await c.close();
+    const sg = this.#signer;
+    this.#signer = undefined;
+    if (sg) await sg.terminate();
     this.#failAll(new Error('ledger writer thread closed'));
   }
 

@@ -1,6 +1,7 @@
 // Worker body of src/stores/wal-checkpointer.ts (plain JS: it needs no TypeScript loader). One
 // connection per file; every `intervalMs` a PASSIVE checkpoint copies what it can of each WAL
 // back into its database file, never waiting for a lock and never blocking a writer.
+import { setInterval } from 'node:timers';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
