@@ -101,6 +101,7 @@ export class LedgerDatabase {
   readonly db: Kysely<LedgerTables>;
   readonly dialect: Dialect;
   readonly #migrations = new Map<string, Migration>();
+  readonly #closers: Array<() => Promise<void> | void> = [];
   readonly #onClose: () => void;
   readonly #raw: RawSqlite | undefined;
   /** SQLite with a writer thread: where that thread opens the file. */
@@ -211,10 +212,19 @@ export class LedgerDatabase {
     }
   }
 
+  /**
+   * Registers work to run when this database closes, before its connections do (a ledger stops its
+   * writer, checkpoint and WAL checkpointer threads here: they hold their own connections).
+   */
+  onClose(fn: () => Promise<void> | void): void {
+    this.#closers.push(fn);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      for (const fn of this.#closers.splice(0)) await Promise.resolve(fn()).catch(() => undefined);
       await this.db.destroy();
     } finally {
       this.#onClose();

@@ -176,6 +176,11 @@ export class Ledger {
         onCheckpointError: (message) => publish('error', { code: 'ledger_wal_checkpoint_failed', path: 'ledger', message }),
       })
       : undefined;
+    // Its threads hold their own connections: they stop when the database closes, closed ledger or not.
+    if (this.#thread) {
+      const thread = this.#thread;
+      this.database.onClose(() => thread.close());
+    }
   }
 
   /**

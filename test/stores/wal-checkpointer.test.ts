@@ -76,8 +76,9 @@ test('WAL checkpointer: under steady writes the WAL stays bounded (the COMMIT pa
   const ck = new WalCheckpointer({ paths: [path], intervalMs: 10, onError: (m) => errors.push(m) });
   t.after(() => ck.close());
   const max = await steadyWrites(db, path, 5000);
-  // WAL_RESTART_PAGES is 16 MiB of frames (4 KiB + 24 bytes each); a little may pile up past it.
-  assert.ok(max < (WAL_RESTART_PAGES + 1024) * 4120, `WAL reached ${max} bytes`);
+  // WAL_RESTART_PAGES is 16 MiB of frames (4 KiB + 24 bytes each). More piles up past it while the
+  // commit's checkpoint waits for the thread's (busy): allow twice the threshold (unbounded: 350 MB).
+  assert.ok(max < 2 * WAL_RESTART_PAGES * 4120, `WAL reached ${max} bytes`);
   assert.ok(max > WAL_RESTART_PAGES * 4096, `the writes never reached the restart threshold (${max} bytes): the test proves nothing`);
   assert.deepEqual(errors, []);
 });
