@@ -1,6 +1,7 @@
 // The write-only secrets store: values go in encrypted (AES-256-GCM, name-bound), only names and
 // timestamps come out, and `resolve` (the pipeline's secret stage) is the one way back to a value.
 // The interface is storage-neutral; this file holds the embedded SQLite implementation.
+import { ensurePrivateDbFile } from '../stores/private-file.ts';
 import Database from 'better-sqlite3';
 import { GateError } from '../errors.ts';
 import { systemClock, type Clock } from '../contracts.ts';
@@ -82,6 +83,7 @@ export class SqliteSecretsStore implements SecretsStore {
 
   constructor(options: SqliteSecretsStoreOptions) {
     this.#owned = typeof options.database === 'string';
+    if (typeof options.database === 'string') ensurePrivateDbFile(options.database);
     this.#db = typeof options.database === 'string' ? new Database(options.database) : options.database;
     if (this.#owned) this.#db.pragma('busy_timeout = 5000');
     this.#cipher = options.cipher;

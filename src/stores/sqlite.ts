@@ -3,6 +3,7 @@
 // loses nothing; for power loss the DPoP verifier's boot fence refuses proofs older than start-up.
 import Database from 'better-sqlite3';
 import { pingSqlite } from './ping.ts';
+import { ensurePrivateDbFile } from './private-file.ts';
 import { WAL_RESTART_PAGES } from './wal-checkpointer.ts';
 import { GateError } from '../errors.ts';
 import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
@@ -15,6 +16,7 @@ export type SqliteDb = Database.Database;
  * only past WAL_RESTART_PAGES (src/stores/wal-checkpointer.ts).
  */
 export function openStateDb(path: string, opts: { checkpointThread?: boolean } = {}): SqliteDb {
+  ensurePrivateDbFile(path);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
