@@ -57,15 +57,57 @@ export interface WriterThreadOptions extends WriterThreadConfig {
 
 const ENTRY = new URL('./writer-thread-entry.mjs', import.meta.url);
 
+/**
+ * One worker thread answering requests by id. It keeps the process alive only while a request is
+ * pending; if it dies, every pending request fails. Messages without an id go to `onNotice`.
+ */
+class RequestThread<Res extends { id: number }> {
+  readonly worker: Worker;
+  readonly #pending = new Map<number, { resolve(r: Res): void; reject(e: Error): void }>();
+  #next = 0;
+
+  constructor(data: ThreadData, name: string, hooks: { onNotice?: (n: Notice) => void; onGone: () => void }) {
+    const worker = new Worker(ENTRY, { workerData: data });
+    this.worker = worker;
+    worker.on('message', (m: Res | Notice) => {
+      if (!('id' in m)) return hooks.onNotice?.(m);
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (this.#pending.size === 0) worker.unref();
+      p.resolve(m);
+    });
+    const gone = (why: string) => {
+      hooks.onGone();
+      this.failAll(new Error(`${name} ${why}`));
+    };
+    worker.on('error', (e) => gone(`failed: ${e.message}`));
+    worker.on('exit', (code) => gone(`exited (${code})`));
+    // Unref after the listeners: adding one refs the worker again.
+    worker.unref();
+  }
+
+  request(msg: Record<string, unknown>): Promise<Res> {
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  failAll(err: Error): void {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+}
+
 export class WriterThread {
   readonly #options: WriterThreadOptions;
-  #worker: Worker | undefined;
+  #writer: RequestThread<Reply> | undefined;
   #checkpointer: WalCheckpointer | undefined;
   /** The checkpoint thread: signed ledger checkpoints, computed off the event loop and the writer. */
-  #signer: Worker | undefined;
-  readonly #signing = new Map<number, { resolve(c: Checkpoint | null): void; reject(e: Error): void }>();
-  readonly #pending = new Map<number, { resolve(r: BatchResult): void; reject(e: Error): void }>();
-  #next = 0;
+  #signer: RequestThread<CheckpointReply> | undefined;
   #closed = false;
   #failed: string | undefined;
   #closedByThread: (() => void) | undefined;
@@ -80,70 +122,44 @@ export class WriterThread {
   }
 
   /** Runs one batch in one transaction on the writer thread. Rejects when the batch failed as a whole. */
-  run(jobs: readonly JobSpec[]): Promise<BatchResult> {
-    if (this.#closed) return Promise.reject(new Error('ledger writer thread is closed'));
-    if (this.#failed !== undefined) return Promise.reject(new Error(`ledger writer refuses writes: ${this.#failed}`));
-    const worker = this.#worker ?? this.#start();
+  async run(jobs: readonly JobSpec[]): Promise<BatchResult> {
+    if (this.#closed) throw new Error('ledger writer thread is closed');
+    if (this.#failed !== undefined) throw new Error(`ledger writer refuses writes: ${this.#failed}`);
+    const writer = this.#writer ?? this.#startWriter();
     this.#checkpointer ??= new WalCheckpointer({
       paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onCheckpointError,
     });
-    const id = ++this.#next;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      worker.ref();
-      worker.postMessage({ id, jobs } satisfies Request);
-    });
+    const reply = await writer.request({ jobs } satisfies Omit<Request, 'id'>);
+    if (!reply.ok) throw new Error(`ledger writer: ${reply.message}`);
+    return { outcomes: reply.outcomes, events: reply.events, fsync: reply.fsync };
   }
 
   /**
    * Computes, signs and stores the next ledger checkpoint on the checkpoint thread (its own
    * connection; src/ledger/checkpoint-sign.ts). Refusals come back as `ledger_unavailable`.
    */
-  checkpoint(req: { ts: string; key: SigningKey; jwks: Jwks }): Promise<Checkpoint | null> {
-    if (this.#closed) return Promise.reject(new Error('ledger writer thread is closed'));
-    const worker = this.#signer ?? this.#startSigner();
-    const id = ++this.#next;
-    return new Promise((resolve, reject) => {
-      this.#signing.set(id, { resolve, reject });
-      worker.ref();
-      worker.postMessage({ id, ts: req.ts, key: req.key.privateKey, kid: req.key.kid, jwks: req.jwks } satisfies CheckpointRequest);
-    });
-  }
-
-  #startSigner(): Worker {
-    const { path, busyTimeoutMs, receiptFsync } = this.#options;
-    const worker = new Worker(ENTRY, { workerData: { path, busyTimeoutMs, receiptFsync, role: 'checkpoint' } satisfies ThreadData });
-    this.#signer = worker;
-    worker.on('message', (r: CheckpointReply) => {
-      const p = this.#signing.get(r.id);
-      if (!p) return;
-      this.#signing.delete(r.id);
-      if (this.#signing.size === 0) worker.unref();
-      if (r.ok) p.resolve(r.checkpoint);
-      else p.reject(r.code ? new GateError(r.code, r.message) : new Error(`ledger checkpoint thread: ${r.message}`));
-    });
-    const gone = (why: string) => {
-      if (this.#signer === worker) this.#signer = undefined;
-      for (const p of this.#signing.values()) p.reject(new Error(`ledger checkpoint thread ${why}`));
-      this.#signing.clear();
-    };
-    worker.on('error', (e) => gone(`failed: ${e.message}`));
-    worker.on('exit', (code) => gone(`exited (${code})`));
-    worker.unref();
-    return worker;
+  async checkpoint(req: { ts: string; key: SigningKey; jwks: Jwks }): Promise<Checkpoint | null> {
+    if (this.#closed) throw new Error('ledger writer thread is closed');
+    const signer = this.#signer ?? this.#startSigner();
+    const r = await signer.request({ ts: req.ts, key: req.key.privateKey, kid: req.key.kid, jwks: req.jwks } satisfies Omit<CheckpointRequest, 'id'>);
+    if (!r.ok) throw r.code ? new GateError(r.code, r.message) : new Error(`ledger checkpoint thread: ${r.message}`);
+    return r.checkpoint;
   }
 
   /**
-   * Stops the thread (callers first wait for their batches). The thread is asked to finish what it
+   * Stops the threads (callers first wait for their batches). The writer is asked to finish what it
    * queued — including the fsync that follows an early reply — before it is terminated (5 s at most).
    */
   async close(): Promise<void> {
     this.#closed = true;
-    const w = this.#worker;
+    const writer = this.#writer;
     const c = this.#checkpointer;
-    this.#worker = undefined;
+    const signer = this.#signer;
+    this.#writer = undefined;
     this.#checkpointer = undefined;
-    if (w) {
+    this.#signer = undefined;
+    if (writer) {
+      const w = writer.worker;
       const finished = new Promise<void>((resolve) => {
         this.#closedByThread = resolve;
         w.once('exit', () => resolve());
@@ -154,12 +170,10 @@ export class WriterThread {
       await Promise.race([finished, new Promise<void>((r) => { timer = setTimeout(r, 5000); })]);
       clearTimeout(timer);
       await w.terminate();
+      writer.failAll(new Error('ledger writer thread closed'));
     }
     if (c) await c.close();
-    const sg = this.#signer;
-    this.#signer = undefined;
-    if (sg) await sg.terminate();
-    this.#failAll(new Error('ledger writer thread closed'));
+    if (signer) await signer.worker.terminate();
   }
 
   #notice(n: Notice): void {
@@ -171,31 +185,22 @@ export class WriterThread {
     this.#options.onError?.(`ledger ${this.#failed}; every ledger write is refused until the gate restarts`);
   }
 
-  #start(): Worker {
+  #startWriter(): RequestThread<Reply> {
     const { path, busyTimeoutMs, receiptFsync, faultWalSync } = this.#options;
-    const worker = new Worker(ENTRY, { workerData: { path, busyTimeoutMs, receiptFsync, faultWalSync } satisfies WriterThreadConfig });
-    this.#worker = worker;
-    worker.unref();
-    worker.on('message', (reply: Reply | Notice) => {
-      if (!('id' in reply)) return this.#notice(reply);
-      const p = this.#pending.get(reply.id);
-      if (!p) return;
-      this.#pending.delete(reply.id);
-      if (this.#pending.size === 0) worker.unref();
-      if (reply.ok) p.resolve({ outcomes: reply.outcomes, events: reply.events, fsync: reply.fsync });
-      else p.reject(new Error(`ledger writer: ${reply.message}`));
+    const writer: RequestThread<Reply> = new RequestThread<Reply>({ path, busyTimeoutMs, receiptFsync, faultWalSync }, 'ledger writer thread', {
+      onNotice: (n) => this.#notice(n),
+      onGone: () => { if (this.#writer === writer) this.#writer = undefined; },
     });
-    const gone = (why: string) => {
-      if (this.#worker === worker) this.#worker = undefined;
-      this.#failAll(new Error(`ledger writer thread ${why}`));
-    };
-    worker.on('error', (e) => gone(`failed: ${e.message}`));
-    worker.on('exit', (code) => gone(`exited (${code})`));
-    return worker;
+    this.#writer = writer;
+    return writer;
   }
 
-  #failAll(err: Error): void {
-    for (const p of this.#pending.values()) p.reject(err);
-    this.#pending.clear();
+  #startSigner(): RequestThread<CheckpointReply> {
+    const { path, busyTimeoutMs, receiptFsync } = this.#options;
+    const signer: RequestThread<CheckpointReply> = new RequestThread<CheckpointReply>({ path, busyTimeoutMs, receiptFsync, role: 'checkpoint' }, 'ledger checkpoint thread', {
+      onGone: () => { if (this.#signer === signer) this.#signer = undefined; },
+    });
+    this.#signer = signer;
+    return signer;
   }
 }
