@@ -2,20 +2,18 @@
 // wait (offloadSignature). Both paths must give the same verdict on every proof, forged or not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DpopVerifier } from '../../src/auth/dpop.ts';
 import { thumbprint } from '../../src/auth/jws.ts';
 import { openStateDb, SqliteReplayStore } from '../../src/stores/sqlite.ts';
 import { newP256, proof, type ProofSpec } from '../helpers/gate.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const HTU = 'http://localhost/v1/x';
 
 test('DPoP: inline and thread-pool signature checks agree on valid, forged, tampered and replayed proofs', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dpop-offload-'));
-  const db = openStateDb(join(dir, 'state.db'));
-  t.after(() => { db.close(); rmSync(dir, { recursive: true, force: true }); });
+  const db = openStateDb(join(tempDir(t, 'dpop-offload-'), 'state.db'));
+  t.after(() => db.close());
   const key = newP256();
   const other = newP256();
   const token = 'lease-token';

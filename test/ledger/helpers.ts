@@ -1,11 +1,10 @@
 // Shared fixtures for the ledger tests: both backends (SQLite file in a temp dir; a throwaway
 // PostgreSQL with a fresh database per test), a keystore, a ticking clock, grants and receipts.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { startPostgres, serviceSkipReason, type PostgresServer } from '../helpers/services.ts';
+import { tempDir as sharedTempDir } from '../helpers/temp.ts';
 import { openKeystore, type Keystore } from '../../src/keys/index.ts';
 import {
   openDatabase, openLedger, buildReceipt, signGrant, newGrantId, APPEND_ONLY_TABLES,
@@ -34,9 +33,7 @@ export interface FreshDb {
 }
 
 export function tempDir(t: TestContext, prefix = 'portcullis-ledger-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return sharedTempDir(t, prefix);
 }
 
 function opener(t: TestContext, config: DatabaseConfig): FreshDb {

@@ -10,6 +10,8 @@ import { GateError } from '../../src/errors.ts';
 import { openDatabase, type DatabaseConfig } from '../../src/ledger/db.ts';
 import { WriterThread } from '../../src/ledger/writer-thread.ts';
 import { subscribe } from '../../src/observe.ts';
+import type { Ledger } from '../../src/ledger/index.ts';
+import type { Keystore } from '../../src/keys/index.ts';
 import { ledgerOn, makeGrant, makeReceipt, tempDir, testKeys, type TestContext } from './helpers.ts';
 
 type Seen = { kinds: string; fsync: string };
@@ -37,21 +39,27 @@ async function setup(t: TestContext, extra: Partial<Extract<DatabaseConfig, { ki
 }
 
 const EXEC = { type: 'execute', decision: 'allow' } as const;
+const DISPATCH = { type: 'execute_dispatch', decision: 'allow' } as const;
+
+/** One call's evidence, as the pipeline writes it: the intent (a batch), then the receipt (another). */
+async function intentThenReceipt(ledger: Ledger, keys: Keystore): Promise<void> {
+  const g = makeGrant(keys);
+  const i = await ledger.recordIntent({ grant: g }, DISPATCH);
+  await ledger.finalize({ intentId: i.intent_id, receipt: makeReceipt(keys, g), auditEvent: EXEC });
+}
 
 test('writer thread, receipt_fsync = after_reply: finalize-only batches answer before their fsync; intents, events and mixed batches after', async (t) => {
   const seen = spyBatches(t);
   const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply' });
-  const g1 = makeGrant(keys);
-  const i1 = await ledger.recordIntent({ grant: g1 }, { type: 'execute_dispatch', decision: 'allow' });
-  await ledger.finalize({ intentId: i1.intent_id, receipt: makeReceipt(keys, g1), auditEvent: EXEC });
+  await intentThenReceipt(ledger, keys);
   await ledger.append({ type: 'admin_note', decision: 'admin' });
   // An intent and a finalization queued in the same turn share one batch: fsynced before the answer.
   const g2 = makeGrant(keys);
-  const i2 = await ledger.recordIntent({ grant: g2 }, { type: 'execute_dispatch', decision: 'allow' });
+  const i2 = await ledger.recordIntent({ grant: g2 }, DISPATCH);
   const g3 = makeGrant(keys);
   await Promise.all([
     ledger.finalize({ intentId: i2.intent_id, receipt: makeReceipt(keys, g2), auditEvent: EXEC }),
-    ledger.recordIntent({ grant: g3 }, { type: 'execute_dispatch', decision: 'allow' }),
+    ledger.recordIntent({ grant: g3 }, DISPATCH),
   ]);
   assert.deepEqual(seen, [
     { kinds: 'intent', fsync: 'before_reply' },
@@ -66,9 +74,7 @@ test('writer thread, receipt_fsync = after_reply: finalize-only batches answer b
 test('writer thread, receipt_fsync = before_reply: every batch, finalizations included, is fsynced before its answer', async (t) => {
   const seen = spyBatches(t);
   const { ledger, keys } = await setup(t, { receiptFsync: 'before_reply' });
-  const g = makeGrant(keys);
-  const i = await ledger.recordIntent({ grant: g }, { type: 'execute_dispatch', decision: 'allow' });
-  await ledger.finalize({ intentId: i.intent_id, receipt: makeReceipt(keys, g), auditEvent: EXEC });
+  await intentThenReceipt(ledger, keys);
   assert.deepEqual(seen.map((s) => s.fsync), ['before_reply', 'before_reply']);
 });
 
@@ -76,15 +82,13 @@ test('writer thread: a failed fsync after an early reply is fatal — reported, 
   const errors: Array<Record<string, unknown>> = [];
   t.after(subscribe('error', (e) => errors.push(e)));
   const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true });
-  const g = makeGrant(keys);
-  const i = await ledger.recordIntent({ grant: g }, { type: 'execute_dispatch', decision: 'allow' });
-  // Answered before its fsync, which then fails in the thread.
-  await ledger.finalize({ intentId: i.intent_id, receipt: makeReceipt(keys, g), auditEvent: EXEC });
+  // The receipt is answered before its fsync, which then fails in the thread.
+  await intentThenReceipt(ledger, keys);
   for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
   assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply: injected/);
   assert.ok(errors.some((e) => e.code === 'ledger_writer_failed'), JSON.stringify(errors));
   // Every later write is refused, a new intent included (no side effect may follow an unsure WAL).
   await assert.rejects(ledger.append({ type: 'admin_note', decision: 'admin' }), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
-  await assert.rejects(ledger.recordIntent({ grant: makeGrant(keys) }, { type: 'execute_dispatch', decision: 'allow' }),
+  await assert.rejects(ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH),
     (e) => e instanceof GateError && e.code === 'ledger_unavailable');
 });

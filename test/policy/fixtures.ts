@@ -1,8 +1,9 @@
 // Shared fixtures for the policy tests: a registry, inputs, data documents, the committed wasm,
 // temp state dirs, and how to find the pinned OPA binary.
+import { tempDir as sharedTempDir } from '../helpers/temp.ts';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
@@ -67,9 +68,7 @@ export function engineWith(data: PolicyData = makeData(), opts?: PolicyEngineOpt
 }
 
 export function tempDir(t: TestContext, prefix = 'portcullis-policy-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return sharedTempDir(t, prefix);
 }
 
 function opaVersion(bin: string): string | undefined {

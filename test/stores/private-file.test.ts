@@ -2,17 +2,16 @@
 // created 0600, and a file an older version left 0644 is tightened on open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStateDb } from '../../src/stores/sqlite.ts';
 import { SqliteSecretsStore } from '../../src/secrets/store.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
 test('state.db and its WAL files are created 0600; a 0644 one is tightened to 0600', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'private-db-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'private-db-');
   const path = join(dir, 'state.db');
   const db = openStateDb(path);
   db.prepare("INSERT INTO kv (k, v) VALUES ('x', 'y')").run();
@@ -27,8 +26,7 @@ test('state.db and its WAL files are created 0600; a 0644 one is tightened to 06
 });
 
 test('secrets.db is created 0600', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'private-db-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'private-db-');
   const path = join(dir, 'secrets.db');
   const cipher = { encrypt: () => { throw new Error('unused'); }, decrypt: () => { throw new Error('unused'); } };
   const store = new SqliteSecretsStore({ database: path, cipher } as unknown as ConstructorParameters<typeof SqliteSecretsStore>[0]);

@@ -4,14 +4,22 @@
 // cannot open is reported, not a crash.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openStateDb } from '../../src/stores/sqlite.ts';
 import { WAL_RESTART_PAGES, WalCheckpointer } from '../../src/stores/wal-checkpointer.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 type Db = ReturnType<typeof openStateDb>;
+
+/** A state database in a temp dir, opened as the gate opens it beside a checkpointer thread. */
+function stateDbIn(t: { after(fn: () => unknown): void }): { path: string; db: Db } {
+  const path = join(tempDir(t, 'walck-'), 'state.db');
+  const db = openStateDb(path, { checkpointThread: true });
+  t.after(() => db.close());
+  return { path, db };
+}
 
 function fill(db: Db, rows: number): void {
   const ins = db.prepare('INSERT INTO kv (k, v) VALUES (?, ?)');
@@ -19,11 +27,7 @@ function fill(db: Db, rows: number): void {
 }
 
 test('WAL: commits below WAL_RESTART_PAGES never checkpoint; the checkpointer thread copies the WAL into the database', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'walck-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'state.db');
-  const db = openStateDb(path, { checkpointThread: true });
-  t.after(() => db.close());
+  const { path, db } = stateDbIn(t);
   const sizeBefore = statSync(path).size;
   fill(db, 700); // ≈ 1500–2000 frames: past SQLite's default 1000-page threshold, below WAL_RESTART_PAGES
   assert.equal(statSync(path).size, sizeBefore, 'a COMMIT copied pages into the database file');
@@ -41,10 +45,8 @@ test('WAL: commits below WAL_RESTART_PAGES never checkpoint; the checkpointer th
 });
 
 test('WAL checkpointer: a file it cannot open is reported through onError (no crash), and close stops it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'walck-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const errors: string[] = [];
-  const ck = new WalCheckpointer({ paths: [join(dir, 'missing.db')], intervalMs: 20, onError: (m) => errors.push(m) });
+  const ck = new WalCheckpointer({ paths: [join(tempDir(t), 'missing.db')], intervalMs: 20, onError: (m) => errors.push(m) });
   for (let i = 0; i < 100 && errors.length === 0; i++) await delay(20);
   await ck.close();
   assert.ok(errors.length >= 1 && /checkpointer thread failed/.test(errors[0]!), errors.join('\n'));
@@ -67,11 +69,7 @@ async function steadyWrites(db: Db, path: string, ms: number): Promise<number> {
 }
 
 test('WAL checkpointer: under steady writes the WAL stays bounded (the COMMIT past WAL_RESTART_PAGES completes the checkpoint and the WAL restarts)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'walck-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'state.db');
-  const db = openStateDb(path, { checkpointThread: true });
-  t.after(() => db.close());
+  const { path, db } = stateDbIn(t);
   const errors: string[] = [];
   const ck = new WalCheckpointer({ paths: [path], intervalMs: 10, onError: (m) => errors.push(m) });
   t.after(() => ck.close());
