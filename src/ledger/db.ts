@@ -134,13 +134,24 @@ export class LedgerDatabase {
    * SQLite only: runs `fn` between `BEGIN IMMEDIATE` and `COMMIT` on the raw connection with cached
    * prepared statements (no query building on the hot path). kysely's connection is held for the
    * whole transaction, so no other query of this process can interleave with it. Rolls back on
-   * any error; a failed COMMIT is a {@link CommitError}.
+   * any error; a failed COMMIT is a {@link CommitError}. `synchronous: 'NORMAL'`: this commit is
+   * not fsynced (the caller fsyncs the WAL after it).
    */
-  async sqliteTransaction<T>(fn: (raw: RawSqlite) => Promise<T>): Promise<T> {
+  async sqliteTransaction<T>(fn: (raw: RawSqlite) => Promise<T>, options: { synchronous?: 'NORMAL' } = {}): Promise<T> {
     if (this.#closed) throw new Error('database is closed');
     const raw = this.#raw;
     if (!raw) throw new TypeError('sqliteTransaction needs an SQLite database');
-    return this.db.connection().execute(() => rawTransaction(raw, fn));
+    if (options.synchronous !== 'NORMAL') return this.db.connection().execute(() => rawTransaction(raw, fn));
+    // This one commit is not fsynced (SQLite refuses to change the level inside a transaction, so
+    // it is set around it); the caller syncs the WAL itself. The connection's FULL comes back after.
+    return this.db.connection().execute(async () => {
+      raw.prepare('pragma synchronous = NORMAL').run();
+      try {
+        return await rawTransaction(raw, fn);
+      } finally {
+        raw.prepare('pragma synchronous = FULL').run();
+      }
+    });
   }
 
   /**

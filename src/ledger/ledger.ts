@@ -16,6 +16,7 @@ import { signedText } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
 import { runBatch, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
 import { WriterThread } from './writer-thread.ts';
+import { WalSync } from './wal-sync.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
 import { RECEIPT_ID, verifyReceipt, type Receipt } from './receipts.ts';
 import { LEDGER_MIGRATIONS, type ExecutionIntentsTable } from './schema.ts';
@@ -40,6 +41,13 @@ export interface LedgerOptions {
    * one (default true, at most 64 jobs per transaction). `false` commits every write alone.
    */
   groupCommit?: boolean | { maxBatch: number };
+  /**
+   * Embedded SQLite with a writer thread: a batch runs on this thread's own connection instead
+   * when this returns true (the gate: its request is the only one in flight) and no ledger thread
+   * has a request in flight. The event loop would only wait for the thread meanwhile, and the two
+   * thread hops cost more than they save (docs/ledger.md, "Where a batch runs").
+   */
+  inlineWhen?: () => boolean;
 }
 
 /** An execution intent: a consumed grant, recorded before dispatch. */
@@ -156,6 +164,12 @@ export class Ledger {
   /** Embedded SQLite with a writer thread: where write batches run (else in this thread). */
   readonly #thread: WriterThread | undefined;
   readonly #listeners = new Set<(committedEvents: number) => void>();
+  readonly #inlineWhen: (() => boolean) | undefined;
+  /** The WAL fsync that follows an inline batch acknowledged before it; the next batch waits for it. */
+  #syncing: Promise<void> | null = null;
+  #walSync: WalSync | undefined;
+  #inlineFailed: string | undefined;
+  #inlineBatches = 0;
 
   /** @internal use {@link openLedger}. */
   constructor(options: LedgerOptions) {
@@ -166,6 +180,7 @@ export class Ledger {
     const gc = options.groupCommit ?? true;
     this.#maxBatch = gc === false ? 1 : gc === true ? DEFAULT_MAX_BATCH : Math.max(1, Math.trunc(gc.maxBatch));
     const wt = this.database.writerThread;
+    this.#inlineWhen = wt && this.database.hasRawSqlite ? options.inlineWhen : undefined;
     this.#thread = wt
       ? new WriterThread({
         ...wt,
@@ -188,7 +203,12 @@ export class Ledger {
    * failed after an early reply), or undefined. The gate reports not ready while it is set.
    */
   get writerFailed(): string | undefined {
-    return this.#thread?.failed;
+    return this.#thread?.failed ?? this.#inlineFailed;
+  }
+
+  /** @internal tests: how many batches ran on this thread's connection instead of the writer thread. */
+  get inlineBatches(): number {
+    return this.#inlineBatches;
   }
 
   /** This ledger as the shared AuditSink (`append` resolving to void) for admin routes and stages. */
@@ -462,6 +482,8 @@ export class Ledger {
     this.#closed = true;
     while (this.#running) await this.#draining;
     if (this.#checkpointing) await this.#checkpointing.catch(() => undefined);
+    if (this.#syncing) await this.#syncing;
+    this.#walSync?.close();
     await this.#thread?.close();
   }
 
@@ -531,7 +553,8 @@ export class Ledger {
    */
   async #drain(): Promise<void> {
     try {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // A lone caller's batch has nobody to wait for.
+      if (!this.#inlineWhen?.()) await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#queue.length > 0) await this.#runBatch(this.#queue.splice(0, this.#maxBatch));
     } finally {
       // Same tick as the last empty-queue check: a job pushed after this starts a new drain.
@@ -544,9 +567,16 @@ export class Ledger {
     let committed = 0;
     try {
       const jobs = batch.map((j) => j.job);
+      // The previous inline batch's post-reply fsync comes first (as on the writer thread).
+      if (this.#syncing) await this.#syncing;
       // The writer thread has its own connection: a closed database must still refuse, as it does here.
       if (this.database.closed) throw new Error('database is closed');
-      const r = this.#thread ? await this.#thread.run(jobs) : await runBatch((fn) => this.#transaction(fn), GENESIS_HASH, jobs);
+      if (this.#inlineFailed !== undefined) throw new Error(`ledger refuses writes: ${this.#inlineFailed}`);
+      const r = !this.#thread
+        ? await runBatch((fn) => this.#transaction(fn), GENESIS_HASH, jobs)
+        : this.#inlineWhen?.() && this.#thread.idle
+          ? await this.#runInline(this.#thread, jobs)
+          : await this.#thread.run(jobs);
       outcomes = r.outcomes;
       committed = r.events;
     } catch (err) {
@@ -572,6 +602,36 @@ export class Ledger {
         }
       }
     }
+  }
+
+  /**
+   * One batch on this thread's connection (the writer thread is idle: nothing else can hold the
+   * write lock), with the writer thread's durability rule: a batch of finalizations only is
+   * committed without fsync, acknowledged, then its WAL fsynced on the libuv pool before the next
+   * batch starts; anything else commits with synchronous=FULL. A failed post-reply fsync is fatal
+   * to this ledger's writes, as on the writer thread.
+   */
+  async #runInline(thread: WriterThread, jobs: readonly JobSpec[]): Promise<{ outcomes: JobOutcome[]; events: number }> {
+    thread.startCheckpointer();
+    const wt = this.database.writerThread!;
+    const late = wt.receiptFsync === 'after_reply' && jobs.every((j) => j.kind === 'finalize');
+    const r = await runBatch(
+      (fn) => this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)), late ? { synchronous: 'NORMAL' } : {}),
+      GENESIS_HASH, jobs,
+    );
+    this.#inlineBatches++;
+    if (late) {
+      this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true);
+      const syncing: Promise<void> = this.#walSync.sync().catch((err: unknown) => {
+        this.#inlineFailed ??= `WAL fsync failed after an early reply: ${err instanceof Error ? err.message : String(err)}`;
+        publish('audit_write_error', {});
+        publish('error', { code: 'ledger_writer_failed', path: 'ledger', message: `ledger ${this.#inlineFailed}; every ledger write is refused until the gate restarts` });
+      }).finally(() => {
+        if (this.#syncing === syncing) this.#syncing = null;
+      });
+      this.#syncing = syncing;
+    }
+    return r;
   }
 }
 

@@ -1,12 +1,12 @@
 // Runs inside the ledger's worker threads (see writer-thread.ts), each on its own connection: the
 // writer (one batch at a time, in arrival order) or, with role 'checkpoint', the thread that
 // computes signed ledger checkpoints. A WalCheckpointer thread checkpoints the WAL itself.
-import { fdatasyncSync, fstatSync, openSync, closeSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { GENESIS_HASH } from './chain.ts';
 import { SqliteChainTx } from './chain-tx.ts';
 import { openSqliteConnection, rawTransaction, withStatementCache } from './db.ts';
 import { runBatch, type JobSpec } from './jobs.ts';
+import { WalSync } from './wal-sync.ts';
 import type { CheckpointReply, CheckpointRequest, Reply, ThreadData } from './writer-thread.ts';
 import { sign as cryptoSign } from 'node:crypto';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -45,8 +45,7 @@ function runWriter(): void {
 
   const raw = withStatementCache(conn);
   const transaction = <T>(fn: (tx: SqliteChainTx) => Promise<T>) => rawTransaction(raw, (r) => fn(new SqliteChainTx(r)));
-  const walPath = `${options.path}-wal`;
-  let walFd = -1;
+  const wal = new WalSync(`${options.path}-wal`, options.faultWalSync === true);
   let mode: 'FULL' | 'NORMAL' = 'FULL';
   const synchronous = (m: 'FULL' | 'NORMAL') => {
     if (m !== mode) {
@@ -54,25 +53,13 @@ function runWriter(): void {
       mode = m;
     }
   };
-  /**
-   * fdatasync of the WAL file: what synchronous=FULL does at COMMIT, done after the reply. The
-   * descriptor is checked to still name the WAL file (same inode) before every sync.
-   */
-  const syncWal = () => {
-    if (options.faultWalSync) throw new Error('injected WAL fsync failure (test)');
-    if (walFd >= 0 && fstatSync(walFd).ino !== statSync(walPath).ino) {
-      closeSync(walFd);
-      walFd = -1;
-    }
-    if (walFd < 0) walFd = openSync(walPath, 'r');
-    fdatasyncSync(walFd);
-  };
 
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: { id: number; jobs: JobSpec[] } | { close: true }) => {
     if ('close' in msg) {
       // Everything queued before (batches and their fsyncs) has finished once this runs.
       chain = chain.then(() => {
+        wal.close();
         conn.close();
         port.postMessage({ closed: true });
       });
@@ -92,7 +79,7 @@ function runWriter(): void {
       port.postMessage(reply);
       if (late && reply.ok) {
         try {
-          syncWal();
+          wal.syncNow();
         } catch (err) {
           // The acknowledged finalizations may not be durable, and a later commit would be appended
           // after frames the disk may have lost (Linux reports a writeback error once): say so and

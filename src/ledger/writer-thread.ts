@@ -87,6 +87,11 @@ class RequestThread<Res extends { id: number }> {
     worker.unref();
   }
 
+  /** True while a request is waiting for its answer. */
+  get busy(): boolean {
+    return this.#pending.size > 0;
+  }
+
   request(msg: Record<string, unknown>): Promise<Res> {
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
@@ -121,14 +126,28 @@ export class WriterThread {
     return this.#failed;
   }
 
+  /**
+   * True when no thread of this ledger has a request in flight (so none of them can hold the
+   * database's write lock): the gate's thread may then run a batch on its own connection.
+   */
+  get idle(): boolean {
+    return !this.#closed && this.#failed === undefined && !this.#writer?.busy && !this.#signer?.busy;
+  }
+
+  /** Starts the WAL checkpointer (once): every writer of the file needs it, whichever thread commits. */
+  startCheckpointer(): void {
+    if (this.#closed) return;
+    this.#checkpointer ??= new WalCheckpointer({
+      paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onCheckpointError,
+    });
+  }
+
   /** Runs one batch in one transaction on the writer thread. Rejects when the batch failed as a whole. */
   async run(jobs: readonly JobSpec[]): Promise<BatchResult> {
     if (this.#closed) throw new Error('ledger writer thread is closed');
     if (this.#failed !== undefined) throw new Error(`ledger writer refuses writes: ${this.#failed}`);
     const writer = this.#writer ?? this.#startWriter();
-    this.#checkpointer ??= new WalCheckpointer({
-      paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onCheckpointError,
-    });
+    this.startCheckpointer();
     const reply = await writer.request({ jobs } satisfies Omit<Request, 'id'>);
     if (!reply.ok) throw new Error(`ledger writer: ${reply.message}`);
     return { outcomes: reply.outcomes, events: reply.events, fsync: reply.fsync };

@@ -87,7 +87,8 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       t.unref();
       closers.push(() => clearInterval(t));
     }
-    const ledger = await openLedger({ database, keys: keystore, clock });
+    // A lone request's ledger writes run on this thread (no thread hop to wait for); see docs/ledger.md.
+    const ledger = await openLedger({ database, keys: keystore, clock, inlineWhen: () => core.state.requests <= 1 });
     closers.push(() => ledger.close());
     const checkpointer = startCheckpointer(ledger, {
       everyEvents: config.ledger.checkpoint_every_events,

@@ -2,15 +2,18 @@
 // receipt_fsync = after_reply only a batch of finalizations alone is answered before its fsync;
 // an intent, an event, or a batch mixing them is fsynced first. A failed post-reply fsync is
 // fatal: the ledger refuses every later write and says so, instead of appending after frames the
-// disk may have lost.
+// disk may have lost. The same rule holds for the batches a lone caller runs on the gate's own
+// connection (LedgerOptions.inlineWhen), which interleave with the thread's on one chain.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { GateError } from '../../src/errors.ts';
-import { openDatabase, type DatabaseConfig } from '../../src/ledger/db.ts';
+import { sql } from 'kysely';
+import { LedgerDatabase, openDatabase, type DatabaseConfig } from '../../src/ledger/db.ts';
+import { WalSync } from '../../src/ledger/wal-sync.ts';
 import { WriterThread } from '../../src/ledger/writer-thread.ts';
 import { subscribe } from '../../src/observe.ts';
-import type { Ledger } from '../../src/ledger/index.ts';
+import type { Ledger, LedgerOptions } from '../../src/ledger/index.ts';
 import type { Keystore } from '../../src/keys/index.ts';
 import { ledgerOn, makeGrant, makeReceipt, tempDir, testKeys, type TestContext } from './helpers.ts';
 
@@ -29,13 +32,13 @@ function spyBatches(t: TestContext): Seen[] {
   return seen;
 }
 
-async function setup(t: TestContext, extra: Partial<Extract<DatabaseConfig, { kind: 'sqlite' }>>) {
+async function setup(t: TestContext, extra: Partial<Extract<DatabaseConfig, { kind: 'sqlite' }>>, options: Partial<LedgerOptions> = {}) {
   const db = await openDatabase({ kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true, ...extra });
   t.after(() => db.close());
   const keys = await testKeys(t);
-  const ledger = await ledgerOn(db, keys);
+  const ledger = await ledgerOn(db, keys, options);
   t.after(() => ledger.close());
-  return { ledger, keys };
+  return { ledger, keys, db };
 }
 
 const EXEC = { type: 'execute', decision: 'allow' } as const;
@@ -91,4 +94,104 @@ test('writer thread: a failed fsync after an early reply is fatal — reported, 
   await assert.rejects(ledger.append({ type: 'admin_note', decision: 'admin' }), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
   await assert.rejects(ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH),
     (e) => e instanceof GateError && e.code === 'ledger_unavailable');
+});
+
+// ---- batches run on the gate's own connection (LedgerOptions.inlineWhen) ----
+
+type TxSeen = { synchronous: string };
+
+/** Records each inline transaction's synchronous level and each post-reply WAL fsync. */
+function spyInline(t: TestContext): { txs: TxSeen[]; syncs: () => number } {
+  const txs: TxSeen[] = [];
+  let syncs = 0;
+  const tx = LedgerDatabase.prototype.sqliteTransaction;
+  LedgerDatabase.prototype.sqliteTransaction = function (this: LedgerDatabase, fn, options = {}) {
+    txs.push({ synchronous: options.synchronous ?? 'FULL' });
+    return tx.call(this, fn, options) as never;
+  };
+  const sync = WalSync.prototype.sync;
+  WalSync.prototype.sync = function (this: WalSync) {
+    syncs++;
+    return sync.call(this);
+  };
+  t.after(() => {
+    LedgerDatabase.prototype.sqliteTransaction = tx;
+    WalSync.prototype.sync = sync;
+  });
+  return { txs, syncs: () => syncs };
+}
+
+test('inline (a lone caller): batches run on the gate connection with the writer thread\'s rule — finalizations committed without fsync, answered, then fsynced; the rest FULL', async (t) => {
+  const seen = spyBatches(t);
+  const inline = spyInline(t);
+  const { ledger, keys, db } = await setup(t, { receiptFsync: 'after_reply' }, { inlineWhen: () => true });
+  await intentThenReceipt(ledger, keys);
+  await ledger.append({ type: 'admin_note', decision: 'admin' });
+  await intentThenReceipt(ledger, keys);
+  assert.deepEqual(seen, [], 'no batch went to the writer thread');
+  assert.equal(ledger.inlineBatches, 5);
+  assert.deepEqual(inline.txs.map((x) => x.synchronous), ['FULL', 'NORMAL', 'FULL', 'FULL', 'NORMAL']);
+  assert.equal(inline.syncs(), 2, 'one WAL fsync after each early-answered finalization');
+  // The connection is back to FULL for everything else it commits (approvals, migrations).
+  const level = await sql<{ synchronous: number }>`pragma synchronous`.execute(db.db);
+  assert.equal(level.rows[0]!.synchronous, 2);
+  assert.equal((await ledger.verify()).intact, true);
+});
+
+test('inline, receipt_fsync = before_reply: a lone caller\'s finalizations are fsynced before their answer too', async (t) => {
+  const inline = spyInline(t);
+  const { ledger, keys } = await setup(t, { receiptFsync: 'before_reply' }, { inlineWhen: () => true });
+  await intentThenReceipt(ledger, keys);
+  assert.deepEqual(inline.txs.map((x) => x.synchronous), ['FULL', 'FULL']);
+  assert.equal(inline.syncs(), 0);
+});
+
+test('inline and writer-thread batches interleave on one unbroken chain; a busy ledger thread sends batches to the writer', async (t) => {
+  const seen = spyBatches(t);
+  let alone = true;
+  const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply' }, { inlineWhen: () => alone });
+  for (let i = 0; i < 12; i++) {
+    alone = i % 3 !== 0;
+    await intentThenReceipt(ledger, keys);
+    // Concurrent writes: whichever way the batch runs, each commits once, in order.
+    await Promise.all([ledger.append({ type: 'admin_note', decision: 'admin' }), intentThenReceipt(ledger, keys)]);
+  }
+  assert.ok(ledger.inlineBatches > 0 && seen.length > 0, `inline ${ledger.inlineBatches}, thread ${seen.length}`);
+  // While a ledger thread has a request in flight (it may hold the write lock) nothing runs inline.
+  const idle = Object.getOwnPropertyDescriptor(WriterThread.prototype, 'idle')!;
+  Object.defineProperty(WriterThread.prototype, 'idle', { get: () => false, configurable: true });
+  t.after(() => Object.defineProperty(WriterThread.prototype, 'idle', idle));
+  alone = true;
+  const before = ledger.inlineBatches;
+  await intentThenReceipt(ledger, keys);
+  assert.equal(ledger.inlineBatches, before);
+  const v = await ledger.verify();
+  assert.equal(v.intact, true);
+  assert.equal(v.events_checked, 12 * 5 + 2);
+});
+
+test('WriterThread.idle is false while a batch is in flight', async (t) => {
+  const { ledger, keys, db } = await setup(t, { receiptFsync: 'after_reply' });
+  await intentThenReceipt(ledger, keys);
+  const thread = new WriterThread({ ...db.writerThread!, onError: () => undefined });
+  t.after(() => thread.close());
+  assert.equal(thread.idle, true);
+  const run = thread.run([{ kind: 'append', at: new Date().toISOString(), event: { event_id: 'evt_idle', type: 'admin_note', decision: 'admin', trace_id: null, action_id: null, principal: null, session_id: null, operator: null, reason_code: null, detail: null, detailText: null } }]);
+  assert.equal(thread.idle, false);
+  await run;
+  assert.equal(thread.idle, true);
+});
+
+test('inline: a failed fsync after an early reply is fatal too — reported, every later write refused, inline or not', async (t) => {
+  const errors: Array<Record<string, unknown>> = [];
+  t.after(subscribe('error', (e) => errors.push(e)));
+  let alone = true;
+  const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true }, { inlineWhen: () => alone });
+  await intentThenReceipt(ledger, keys);
+  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
+  assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply: injected/);
+  assert.ok(errors.some((e) => e.code === 'ledger_writer_failed'), JSON.stringify(errors));
+  await assert.rejects(ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
+  alone = false;
+  await assert.rejects(ledger.append({ type: 'admin_note', decision: 'admin' }), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
 });

@@ -1,0 +1,49 @@
+// fdatasync of an SQLite WAL file after a commit made with synchronous=NORMAL: what FULL does at
+// COMMIT, done after the commit was acknowledged (ledger.receipt_fsync = "after_reply"; see
+// docs/ledger.md, "When a write is durable"). Used by the writer thread (synchronously, after its
+// reply) and by the gate's thread for the batches it runs itself (on the libuv pool).
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, statSync } from 'node:fs';
+
+export class WalSync {
+  readonly #path: string;
+  readonly #fault: boolean;
+  #fd = -1;
+  #ino = -1;
+
+  /** `fault`: tests only, every sync throws. */
+  constructor(walPath: string, fault = false) {
+    this.#path = walPath;
+    this.#fault = fault;
+  }
+
+  /** A descriptor for the file the path names now (re-opened if the WAL was re-created). */
+  #descriptor(): number {
+    if (this.#fault) throw new Error('injected WAL fsync failure (test)');
+    const ino = statSync(this.#path).ino;
+    if (this.#fd >= 0 && ino !== this.#ino) this.close();
+    if (this.#fd < 0) {
+      this.#fd = openSync(this.#path, 'r');
+      this.#ino = fstatSync(this.#fd).ino;
+    }
+    return this.#fd;
+  }
+
+  /** fdatasync now, on this thread. */
+  syncNow(): void {
+    fdatasyncSync(this.#descriptor());
+  }
+
+  /** fdatasync on the libuv thread pool; the descriptor is checked on this thread first. */
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const fd = this.#descriptor();
+      fdatasync(fd, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+    this.#ino = -1;
+  }
+}
