@@ -458,6 +458,9 @@ export class Ledger {
     try {
       // The checkpoint thread has its own connection: a closed database must still refuse, as it does here.
       if (this.database.closed) throw new Error('database is closed');
+      // Never sign a head whose WAL frames the disk may have lost.
+      const failed = this.writerFailed;
+      if (failed !== undefined) throw new Error(`ledger refuses writes: ${failed}`);
       const ts = isoNow(this.#clock);
       const result = this.#thread
         ? await this.#thread.checkpoint({ ts, key: this.#keys.checkpoint, jwks: this.#keys.checkpointKeys().toJwks() })
@@ -615,14 +618,14 @@ export class Ledger {
     thread.startCheckpointer();
     const wt = this.database.writerThread!;
     const late = wt.receiptFsync === 'after_reply' && jobs.every((j) => j.kind === 'finalize');
+    if (late) (this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true)).open();
     const r = await runBatch(
       (fn) => this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)), late ? { synchronous: 'NORMAL' } : {}),
       GENESIS_HASH, jobs,
     );
     this.#inlineBatches++;
     if (late) {
-      this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true);
-      const syncing: Promise<void> = this.#walSync.sync().catch((err: unknown) => {
+      const syncing: Promise<void> = this.#walSync!.sync().catch((err: unknown) => {
         this.#inlineFailed ??= `WAL fsync failed after an early reply: ${err instanceof Error ? err.message : String(err)}`;
         publish('audit_write_error', {});
         publish('error', { code: 'ledger_writer_failed', path: 'ledger', message: `ledger ${this.#inlineFailed}; every ledger write is refused until the gate restarts` });

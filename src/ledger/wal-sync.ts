@@ -16,9 +16,21 @@ export class WalSync {
     this.#fault = fault;
   }
 
+  /**
+   * Opens (or re-opens, if the WAL was re-created) the descriptor before the commit it will sync:
+   * Linux reports a writeback error to the descriptors open when it happened, so one opened after
+   * the commit could miss an error another descriptor already saw. No WAL file yet: nothing to do.
+   */
+  open(): void {
+    try {
+      this.#descriptor();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
   /** A descriptor for the file the path names now (re-opened if the WAL was re-created). */
   #descriptor(): number {
-    if (this.#fault) throw new Error('injected WAL fsync failure (test)');
     const ino = statSync(this.#path).ino;
     if (this.#fd >= 0 && ino !== this.#ino) this.close();
     if (this.#fd < 0) {
@@ -30,12 +42,14 @@ export class WalSync {
 
   /** fdatasync now, on this thread. */
   syncNow(): void {
+    if (this.#fault) throw new Error('injected WAL fsync failure (test)');
     fdatasyncSync(this.#descriptor());
   }
 
   /** fdatasync on the libuv thread pool; the descriptor is checked on this thread first. */
   sync(): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.#fault) throw new Error('injected WAL fsync failure (test)');
       const fd = this.#descriptor();
       fdatasync(fd, (err) => (err ? reject(err) : resolve()));
     });

@@ -71,6 +71,7 @@ function runWriter(): void {
       let reply: Reply;
       try {
         synchronous(late ? 'NORMAL' : 'FULL');
+        if (late) wal.open();
         const r = await runBatch(transaction, GENESIS_HASH, msg.jobs);
         reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events, fsync: late ? 'after_reply' : 'before_reply' };
       } catch (err) {
@@ -80,6 +81,7 @@ function runWriter(): void {
       if (late && reply.ok) {
         try {
           wal.syncNow();
+          port.postMessage({ synced: msg.id });
         } catch (err) {
           // The acknowledged finalizations may not be durable, and a later commit would be appended
           // after frames the disk may have lost (Linux reports a writeback error once): say so and

@@ -32,8 +32,11 @@ export type Reply =
   | { id: number; ok: true; outcomes: JobOutcome[]; events: number; fsync: 'before_reply' | 'after_reply' }
   | { id: number; ok: false; message: string };
 
-/** From the thread: its post-reply fsync failed (it is about to exit), or it finished after a close request. */
-type Notice = { syncFailed: string } | { closed: true };
+/**
+ * From the thread: the fsync that followed an early reply is done (`synced`: that request's id) or
+ * failed (it is about to exit), or it finished after a close request.
+ */
+type Notice = { synced: number } | { syncFailed: string } | { closed: true };
 
 /** What a thread receives as workerData: the writer (default) or the checkpoint thread. */
 export type ThreadData = WriterThreadConfig & { role?: 'checkpoint' };
@@ -65,12 +68,17 @@ class RequestThread<Res extends { id: number }> {
   readonly worker: Worker;
   readonly #pending = new Map<number, { resolve(r: Res): void; reject(e: Error): void }>();
   #next = 0;
+  #exited = false;
 
-  constructor(data: ThreadData, name: string, hooks: { onNotice?: (n: Notice) => void; onGone: () => void }) {
+  constructor(
+    data: ThreadData, name: string,
+    hooks: { onNotice?: (n: Notice) => void; onReply?: (r: Res) => void; onGone: () => void },
+  ) {
     const worker = new Worker(ENTRY, { workerData: data });
     this.worker = worker;
     worker.on('message', (m: Res | Notice) => {
       if (!('id' in m)) return hooks.onNotice?.(m);
+      hooks.onReply?.(m);
       const p = this.#pending.get(m.id);
       if (!p) return;
       this.#pending.delete(m.id);
@@ -82,9 +90,17 @@ class RequestThread<Res extends { id: number }> {
       this.failAll(new Error(`${name} ${why}`));
     };
     worker.on('error', (e) => gone(`failed: ${e.message}`));
-    worker.on('exit', (code) => gone(`exited (${code})`));
+    worker.on('exit', (code) => {
+      this.#exited = true;
+      gone(`exited (${code})`);
+    });
     // Unref after the listeners: adding one refs the worker again.
     worker.unref();
+  }
+
+  /** True once the thread has exited (its connection, and any lock it held, is gone). */
+  get exited(): boolean {
+    return this.#exited;
   }
 
   /** True while a request is waiting for its answer. */
@@ -116,6 +132,10 @@ export class WriterThread {
   #closed = false;
   #failed: string | undefined;
   #closedByThread: (() => void) | undefined;
+  /** Batches answered before their fsync whose fsync the writer has not confirmed yet. */
+  readonly #unsynced = new Set<number>();
+  /** Threads that failed but have not exited yet: one may still hold the write lock. */
+  #dying: Array<RequestThread<Reply> | RequestThread<CheckpointReply>> = [];
 
   constructor(options: WriterThreadOptions) {
     this.#options = options;
@@ -131,7 +151,11 @@ export class WriterThread {
    * database's write lock): the gate's thread may then run a batch on its own connection.
    */
   get idle(): boolean {
-    return !this.#closed && this.#failed === undefined && !this.#writer?.busy && !this.#signer?.busy;
+    if (this.#closed || this.#failed !== undefined || this.#writer?.busy || this.#signer?.busy) return false;
+    // The writer's fsync after an early reply must be done (or fatal) before anything else commits.
+    if (this.#unsynced.size > 0) return false;
+    if (this.#dying.length > 0) this.#dying = this.#dying.filter((t) => !t.exited);
+    return this.#dying.length === 0;
   }
 
   /** Starts the WAL checkpointer (once): every writer of the file needs it, whichever thread commits. */
@@ -200,6 +224,10 @@ export class WriterThread {
       this.#closedByThread?.();
       return;
     }
+    if ('synced' in n) {
+      this.#unsynced.delete(n.synced);
+      return;
+    }
     this.#failed ??= `WAL fsync failed after an early reply: ${n.syncFailed}`;
     this.#options.onError?.(`ledger ${this.#failed}; every ledger write is refused until the gate restarts`);
   }
@@ -208,7 +236,9 @@ export class WriterThread {
     const { path, busyTimeoutMs, receiptFsync, faultWalSync } = this.#options;
     const writer: RequestThread<Reply> = new RequestThread<Reply>({ path, busyTimeoutMs, receiptFsync, faultWalSync }, 'ledger writer thread', {
       onNotice: (n) => this.#notice(n),
-      onGone: () => { if (this.#writer === writer) this.#writer = undefined; },
+      // Synchronously, before the batch's caller runs: no inline commit may slip in before the fsync.
+      onReply: (r) => { if (r.ok && r.fsync === 'after_reply') this.#unsynced.add(r.id); },
+      onGone: () => this.#retire(writer),
     });
     this.#writer = writer;
     return writer;
@@ -217,9 +247,21 @@ export class WriterThread {
   #startSigner(): RequestThread<CheckpointReply> {
     const { path, busyTimeoutMs, receiptFsync } = this.#options;
     const signer: RequestThread<CheckpointReply> = new RequestThread<CheckpointReply>({ path, busyTimeoutMs, receiptFsync, role: 'checkpoint' }, 'ledger checkpoint thread', {
-      onGone: () => { if (this.#signer === signer) this.#signer = undefined; },
+      onGone: () => this.#retire(signer),
     });
     this.#signer = signer;
     return signer;
+  }
+
+  /** A thread failed or exited: the next request starts a new one; until it has exited it may hold the write lock. */
+  #retire(t: RequestThread<Reply> | RequestThread<CheckpointReply>): void {
+    if (this.#writer === t) {
+      this.#writer = undefined;
+      // Its unconfirmed fsyncs will never be confirmed (a failed one was reported as syncFailed).
+      if (t.exited) this.#unsynced.clear();
+    }
+    if (this.#signer === t) this.#signer = undefined;
+    if (!t.exited && !this.#dying.includes(t)) this.#dying.push(t);
+    if (t.exited && this.#dying.length > 0) this.#dying = this.#dying.filter((d) => d !== t);
   }
 }

@@ -195,3 +195,31 @@ test('inline: a failed fsync after an early reply is fatal too — reported, eve
   alone = false;
   await assert.rejects(ledger.append({ type: 'admin_note', decision: 'admin' }), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
 });
+
+test('inline: a batch the writer answered before its fsync is fsynced before anything runs inline — a failed fsync refuses the lone caller\'s next intent', async (t) => {
+  let alone = false;
+  const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true }, { inlineWhen: () => alone });
+  const g = makeGrant(keys);
+  const i = await ledger.recordIntent({ grant: g }, DISPATCH);
+  // Not alone: the finalization goes to the writer, which answers, then fsyncs (and fails).
+  const fin = ledger.finalize({ intentId: i.intent_id, receipt: makeReceipt(keys, g), auditEvent: EXEC });
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  // Now alone: this intent is queued behind that batch and must not commit inline meanwhile.
+  alone = true;
+  const second = ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH);
+  await fin;
+  await assert.rejects(second, (e) => e instanceof GateError && e.code === 'ledger_unavailable');
+  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
+  assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply/);
+});
+
+for (const inline of [true, false]) {
+  test(`no checkpoint is signed after a fatal post-reply fsync (${inline ? 'inline' : 'writer thread'})`, async (t) => {
+    const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true }, { inlineWhen: () => inline });
+    await intentThenReceipt(ledger, keys);
+    for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(ledger.writerFailed);
+    await assert.rejects(ledger.checkpoint(), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
+  });
+}
