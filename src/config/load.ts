@@ -40,7 +40,7 @@ export interface GateConfig {
   rate_limits: { leases_per_second: number; admin_write_per_second: number; admin_read_per_second: number };
   secrets: { key_credential?: string; key_file?: string; key_env?: string };
   approvals: { ttl_seconds: number };
-  ledger: { checkpoint_every_events: number; checkpoint_every_seconds: number; receipt_fsync: 'after_reply' | 'before_reply' };
+  ledger: { checkpoint_every_events: number; checkpoint_every_seconds: number; receipt_fsync: 'after_reply' | 'before_reply'; inline_when_alone: boolean };
   /** Directory holding the file the config was read from (relative paths resolve against it). */
   config_dir: string;
 }

@@ -94,6 +94,8 @@ export const configSchema = {
         checkpoint_every_seconds: { type: 'integer', minimum: 1, default: 60 },
         // Embedded ledger only: see docs/ledger.md ("When a write is durable").
         receipt_fsync: { type: 'string', enum: ['after_reply', 'before_reply'], default: 'after_reply' },
+        // Embedded ledger only: a lone request's ledger writes run on the event loop (docs/ledger.md, "Where a batch runs").
+        inline_when_alone: { type: 'boolean', default: true },
       },
       default: {},
     },

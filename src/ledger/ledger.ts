@@ -556,8 +556,9 @@ export class Ledger {
    */
   async #drain(): Promise<void> {
     try {
-      // A lone caller's batch has nobody to wait for.
-      if (!this.#inlineWhen?.()) await new Promise<void>((resolve) => setImmediate(resolve));
+      // Also for a caller that looks alone: requests whose bytes are already waiting on other
+      // sockets are only read (and counted) in this turn's poll phase, before the check phase.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#queue.length > 0) await this.#runBatch(this.#queue.splice(0, this.#maxBatch));
     } finally {
       // Same tick as the last empty-queue check: a job pushed after this starts a new drain.

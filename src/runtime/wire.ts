@@ -88,7 +88,8 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       closers.push(() => clearInterval(t));
     }
     // A lone request's ledger writes run on this thread (no thread hop to wait for); see docs/ledger.md.
-    const ledger = await openLedger({ database, keys: keystore, clock, inlineWhen: () => core.state.requests <= 1 });
+    const alone = config.ledger.inline_when_alone ? () => core.state.requests <= 1 : undefined;
+    const ledger = await openLedger({ database, keys: keystore, clock, ...(alone ? { inlineWhen: alone } : {}) });
     closers.push(() => ledger.close());
     const checkpointer = startCheckpointer(ledger, {
       everyEvents: config.ledger.checkpoint_every_events,
