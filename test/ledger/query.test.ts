@@ -4,7 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { GateError } from '../../src/errors.ts';
 import type { EventFilters, Ledger } from '../../src/ledger/index.ts';
-import { BACKENDS, ledgerOn, testKeys, tickingClock } from './helpers.ts';
+import { BACKENDS, ledgerOn, testKeys, tickingClock, type TestContext } from './helpers.ts';
 
 const fixtures = [
   { type: 'execute', decision: 'allow', trace_id: 't1', action_id: 'http_fetch', principal: 'alice', session_id: 's1' },
@@ -20,21 +20,24 @@ for (const backend of BACKENDS) {
     let ledger: Ledger;
     const stamps: string[] = [];
 
+    // One fixture ledger per backend, shared by the read-only tests (queries change nothing); a
+    // ledger per test cost a database and a writer thread each (≈ 2 s per test on the thread).
+    const cleanups: Array<() => unknown> = [];
+    const suite = { after: (fn: () => unknown) => { cleanups.push(fn); } } as TestContext;
     before(async () => {
       await backend.start();
-    });
-    after(() => backend.stop());
-
-    const setup = async (t: { after(fn: () => unknown): void }) => {
       const clock = tickingClock('2026-11-22T10:00:00.000Z');
-      ledger = await ledgerOn(await (await backend.fresh(t)).open(), await testKeys(t), { clock });
-      stamps.length = 0;
+      ledger = await ledgerOn(await (await backend.fresh(suite)).open(), await testKeys(suite), { clock });
       for (const [i, f] of fixtures.entries()) {
         clock.set(`2026-11-22T1${i}:00:00.000Z`);
         await ledger.append({ ...f });
         stamps.push(`2026-11-22T1${i}:00:00.000Z`);
       }
-    };
+    });
+    after(async () => {
+      for (const fn of cleanups.reverse()) await fn();
+      await backend.stop();
+    });
 
     const cases: Array<{ name: string; filters: EventFilters; want: number[] }> = [
       { name: 'no filter: all, newest first', filters: {}, want: [6, 5, 4, 3, 2, 1] },
@@ -54,8 +57,7 @@ for (const backend of BACKENDS) {
       { name: 'SQL metacharacters are data, not SQL', filters: { principal: "alice' OR '1'='1" }, want: [] },
     ];
     for (const c of cases) {
-      test(`filter: ${c.name}`, async (t) => {
-        await setup(t);
+      test(`filter: ${c.name}`, async () => {
         const events = await ledger.queryEvents(c.filters);
         assert.deepEqual(events.map((e) => e.seq), c.want);
         for (const e of events) assert.equal(e.ts, stamps[e.seq - 1]);
@@ -74,8 +76,7 @@ for (const backend of BACKENDS) {
       { name: 'principal absurdly long', filters: { principal: 'x'.repeat(10_000) } },
     ];
     for (const c of bad) {
-      test(`refused with invalid_input: ${c.name}`, async (t) => {
-        await setup(t);
+      test(`refused with invalid_input: ${c.name}`, async () => {
         await assert.rejects(ledger.queryEvents(c.filters as EventFilters), (err: unknown) => {
           assert.ok(err instanceof GateError);
           assert.equal(err.code, 'invalid_input');
@@ -95,8 +96,7 @@ for (const backend of BACKENDS) {
       assert.equal((await l.verify()).events_checked, 1005);
     });
 
-    test('stored events round-trip: detail object, nulls, operator', async (t) => {
-      await setup(t);
+    test('stored events round-trip: detail object, nulls, operator', async () => {
       const [admin] = await ledger.queryEvents({ decision: 'admin' });
       assert.deepEqual({ ...admin, event_id: 'x', hash: 'x', prev_hash: 'x' }, {
         seq: 5, event_id: 'x', ts: stamps[4], type: 'admin_drain', decision: 'admin', trace_id: null, action_id: null,
