@@ -6,9 +6,11 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { startRedis, startPostgres, serviceSkipReason } from './services.ts';
 
-test('throwaway redis answers over its unix socket and is removed on stop', { skip: serviceSkipReason('redis') }, async () => {
+test('throwaway redis answers over its unix socket as soon as it is returned, and is removed on stop', { skip: serviceSkipReason('redis') }, async (t) => {
   const r = await startRedis();
+  t.after(() => r.stop());
   const client = new Redis({ path: r.socketPath, lazyConnect: true });
+  t.after(() => client.disconnect());
   await client.connect();
   assert.equal(await client.set('k', 'v', 'EX', 5, 'NX'), 'OK');
   assert.equal(await client.set('k', 'v', 'EX', 5, 'NX'), null);

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, existsSync, readdirSync, chmodSync, chownSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { connect } from 'node:net';
 
 export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 
@@ -60,6 +61,26 @@ export interface RedisServer {
   start(): Promise<void>;
 }
 
+/** True when a Redis server on the Unix socket answers PING with PONG (within 1 s). */
+function answersPing(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(socketPath);
+    let got = '';
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n')) done(got.startsWith('+PONG'));
+    });
+    sock.on('error', () => done(false));
+  });
+}
+
 export async function startRedis(): Promise<RedisServer> {
   const bin = findRedisServer();
   if (!bin) throw new ServiceUnavailable('redis-server not found');
@@ -72,14 +93,16 @@ export async function startRedis(): Promise<RedisServer> {
     const p = proc;
     let exited = false;
     p.once('exit', () => { exited = true; });
-    await waitFor(() => {
+    // Ready when it answers PING: the socket file appears at bind(), before listen() and before
+    // the append-only file is loaded, and a client connecting then is refused.
+    await waitFor(async () => {
       if (exited) throw new ServiceUnavailable('redis-server exited during start-up');
-      return existsSync(socketPath);
+      return existsSync(socketPath) && (await answersPing(socketPath));
     }, 'redis');
   };
   const halt = async () => {
     const p = proc;
-    if (!p || p.exitCode !== null) return;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const done = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await done;
