@@ -20,18 +20,27 @@ export interface WalCheckpointerOptions {
   paths: readonly string[];
   /** Milliseconds between checkpoints (default 200). */
   intervalMs?: number;
-  /** Told about a failed checkpoint or a dead thread (which is started again a second later). */
+  /**
+   * Told about a failed checkpoint or a dead thread. A dead thread is started again after a delay
+   * that doubles from `restartDelayMs` (default 1 s) up to 60 s while it keeps dying, and returns
+   * to `restartDelayMs` once a thread has run for 60 s.
+   */
   onError?: (message: string) => void;
+  restartDelayMs?: number;
 }
+
+const MAX_RESTART_DELAY_MS = 60_000;
 
 export class WalCheckpointer {
   readonly #options: WalCheckpointerOptions;
   #worker: Worker | undefined;
   #restart: NodeJS.Timeout | undefined;
   #closed = false;
+  #delayMs: number;
 
   constructor(options: WalCheckpointerOptions) {
     this.#options = options;
+    this.#delayMs = options.restartDelayMs ?? 1000;
     this.#start();
   }
 
@@ -41,15 +50,21 @@ export class WalCheckpointer {
       workerData: { paths: [...o.paths], intervalMs: o.intervalMs ?? 200 },
     });
     this.#worker = worker;
+    const startedAt = Date.now();
     worker.on('message', (m: { path: string; message: string }) => this.#options.onError?.(`WAL checkpoint of ${m.path} failed: ${m.message}`));
     worker.on('error', (e) => this.#options.onError?.(`WAL checkpointer thread failed: ${e.message}`));
     worker.on('exit', () => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
       if (this.#closed) return;
+      // A thread that keeps dying (e.g. a file it cannot open) is retried less and less often.
+      const base = this.#options.restartDelayMs ?? 1000;
+      if (Date.now() - startedAt >= MAX_RESTART_DELAY_MS) this.#delayMs = base;
+      const delay = this.#delayMs;
+      this.#delayMs = Math.min(this.#delayMs * 2, MAX_RESTART_DELAY_MS);
       this.#restart = setTimeout(() => {
         if (!this.#closed) this.#start();
-      }, 1000);
+      }, delay);
       this.#restart.unref();
     });
     // Never keeps the process alive (unref after the listeners: adding one refs the worker again).

@@ -53,6 +53,23 @@ test('WAL checkpointer: a file it cannot open is reported through onError (no cr
   assert.equal(ck.running, false);
 });
 
+test('WAL checkpointer: a thread that keeps dying is restarted less and less often (delay doubling from restartDelayMs)', async (t) => {
+  const failures: number[] = [];
+  const t0 = Date.now();
+  const ck = new WalCheckpointer({
+    paths: [join(tempDir(t), 'missing.db')], intervalMs: 20, restartDelayMs: 300,
+    onError: (m) => { if (/thread failed/.test(m)) failures.push(Date.now() - t0); },
+  });
+  t.after(() => ck.close());
+  // Each failure comes a thread start-up (a few hundred ms) after its restart; the restarts wait
+  // 300, 600, 1200 ms, so consecutive gaps grow by ≈ 300 then 600 ms (a fixed delay: equal gaps).
+  await delay(3200);
+  await ck.close();
+  const gaps = failures.slice(1).map((x, i) => x - failures[i]!);
+  assert.ok(gaps.length >= 2, `failures at ${failures.join(', ')} ms`);
+  for (let i = 1; i < gaps.length; i++) assert.ok(gaps[i]! - gaps[i - 1]! >= 150, `gaps ${gaps.join(', ')} ms should grow by the doubled delay`);
+});
+
 /** Commits small rows for `ms` (paced: 10 commits per timer tick, a few thousand per second, about a busy gate's rate); returns the largest WAL size sampled. */
 async function steadyWrites(db: Db, path: string, ms: number): Promise<number> {
   const ins = db.prepare('INSERT INTO kv (k, v) VALUES (?, ?)');
