@@ -168,7 +168,6 @@ export class Ledger {
   /** The WAL fsync that follows an inline batch acknowledged before it; the next batch waits for it. */
   #syncing: Promise<void> | null = null;
   #walSync: WalSync | undefined;
-  #inlineFailed: string | undefined;
   #inlineBatches = 0;
 
   /** @internal use {@link openLedger}. */
@@ -203,7 +202,7 @@ export class Ledger {
    * failed after an early reply), or undefined. The gate reports not ready while it is set.
    */
   get writerFailed(): string | undefined {
-    return this.#thread?.failed ?? this.#inlineFailed;
+    return this.#thread?.failed;
   }
 
   /** @internal tests: how many batches ran on this thread's connection instead of the writer thread. */
@@ -532,8 +531,8 @@ export class Ledger {
   }
 
   /** One chain transaction: prepared statements on embedded SQLite, kysely + the advisory lock on PostgreSQL. */
-  #transaction<T>(fn: (tx: ChainTx) => Promise<T>): Promise<T> {
-    if (this.database.hasRawSqlite) return this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)));
+  #transaction<T>(fn: (tx: ChainTx) => Promise<T>, sqlite: { synchronous?: 'NORMAL' } = {}): Promise<T> {
+    if (this.database.hasRawSqlite) return this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)), sqlite);
     return this.database.transaction((k) => fn(new KyselyChainTx(k)), { advisoryLock: ADVISORY_LOCK.ledgerAppend });
   }
 
@@ -575,7 +574,6 @@ export class Ledger {
       if (this.#syncing) await this.#syncing;
       // The writer thread has its own connection: a closed database must still refuse, as it does here.
       if (this.database.closed) throw new Error('database is closed');
-      if (this.#inlineFailed !== undefined) throw new Error(`ledger refuses writes: ${this.#inlineFailed}`);
       const r = !this.#thread
         ? await runBatch((fn) => this.#transaction(fn), GENESIS_HASH, jobs)
         : this.#inlineWhen?.() && this.#thread.idle
@@ -620,16 +618,12 @@ export class Ledger {
     const wt = this.database.writerThread!;
     const late = wt.receiptFsync === 'after_reply' && jobs.every((j) => j.kind === 'finalize');
     if (late) (this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true)).open();
-    const r = await runBatch(
-      (fn) => this.database.sqliteTransaction((raw) => fn(new SqliteChainTx(raw)), late ? { synchronous: 'NORMAL' } : {}),
-      GENESIS_HASH, jobs,
-    );
+    const r = await runBatch((fn) => this.#transaction(fn, late ? { synchronous: 'NORMAL' } : {}), GENESIS_HASH, jobs);
     this.#inlineBatches++;
     if (late) {
       const syncing: Promise<void> = this.#walSync!.sync().catch((err: unknown) => {
-        this.#inlineFailed ??= `WAL fsync failed after an early reply: ${err instanceof Error ? err.message : String(err)}`;
-        publish('audit_write_error', {});
-        publish('error', { code: 'ledger_writer_failed', path: 'ledger', message: `ledger ${this.#inlineFailed}; every ledger write is refused until the gate restarts` });
+        // Fatal as on the writer thread: the thread refuses every later write, inline ones included.
+        thread.fail(`WAL fsync failed after an early reply: ${err instanceof Error ? err.message : String(err)}`);
       }).finally(() => {
         if (this.#syncing === syncing) this.#syncing = null;
       });

@@ -228,7 +228,15 @@ export class WriterThread {
       this.#unsynced.delete(n.synced);
       return;
     }
-    this.#failed ??= `WAL fsync failed after an early reply: ${n.syncFailed}`;
+    this.fail(`WAL fsync failed after an early reply: ${n.syncFailed}`);
+  }
+
+  /**
+   * From now on this ledger refuses every write (until the process restarts): a WAL fsync after an
+   * early reply failed, here or for a batch the gate's thread ran itself. Reported through onError.
+   */
+  fail(reason: string): void {
+    this.#failed ??= reason;
     this.#options.onError?.(`ledger ${this.#failed}; every ledger write is refused until the gate restarts`);
   }
 
