@@ -265,8 +265,10 @@ export class WriterThread {
   #retire(t: RequestThread<Reply> | RequestThread<CheckpointReply>): void {
     if (this.#writer === t) {
       this.#writer = undefined;
-      // Its unconfirmed fsyncs will never be confirmed (a failed one was reported as syncFailed).
-      if (t.exited) this.#unsynced.clear();
+      // Its unconfirmed fsyncs will never be confirmed (a failed one was reported as syncFailed);
+      // until it has exited, #dying keeps batches off the gate's thread. (Cleared only on 'exit',
+      // these were never cleared after an 'error': that event retires the writer first.)
+      this.#unsynced.clear();
     }
     if (this.#signer === t) this.#signer = undefined;
     if (!t.exited && !this.#dying.includes(t)) this.#dying.push(t);
