@@ -1,13 +1,13 @@
 // The kysely database behind the ledger (and any other store that wants durable SQL): PostgreSQL
 // through a pg Pool in production, embedded SQLite (better-sqlite3, WAL, synchronous=FULL) otherwise.
 // One schema for both; migrations are registered by name and applied once, under a lock, in a transaction.
-import { constants, realpathSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { LedgerTables } from './schema.ts';
 import { WAL_RESTART_PAGES } from '../stores/wal-checkpointer.ts';
+import { ensurePrivateDbFile } from '../stores/private-file.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type ReceiptFsync = 'before_reply' | 'after_reply';
@@ -278,13 +278,6 @@ function parseInt8(value: string): number {
   return Number(value);
 }
 
-async function createPrivateDbFile(path: string): Promise<void> {
-  if (path === ':memory:' || path === '') return;
-  // SQLite gives the -wal and -shm files the main file's mode, so 0600 here covers all three.
-  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  await fh.close();
-}
-
 /**
  * SQLite files open in this process. A second connection to the same file in one process would
  * deadlock: better-sqlite3 waits for the write lock synchronously (busy_timeout), blocking the
@@ -342,7 +335,7 @@ export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: 
 
 export async function openDatabase(config: DatabaseConfig): Promise<LedgerDatabase> {
   if (config.kind === 'sqlite') {
-    await createPrivateDbFile(config.path);
+    ensurePrivateDbFile(config.path);
     const key = config.path === ':memory:' ? undefined : realpathSync(config.path);
     if (key !== undefined && openSqliteFiles.has(key)) {
       throw new Error(`SQLite ledger ${config.path} is already open in this process; share its LedgerDatabase`);
