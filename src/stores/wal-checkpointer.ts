@@ -36,11 +36,13 @@ export class WalCheckpointer {
   #worker: Worker | undefined;
   #restart: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #baseDelayMs: number;
   #delayMs: number;
 
   constructor(options: WalCheckpointerOptions) {
     this.#options = options;
-    this.#delayMs = options.restartDelayMs ?? 1000;
+    this.#baseDelayMs = options.restartDelayMs ?? 1000;
+    this.#delayMs = this.#baseDelayMs;
     this.#start();
   }
 
@@ -58,8 +60,7 @@ export class WalCheckpointer {
       this.#worker = undefined;
       if (this.#closed) return;
       // A thread that keeps dying (e.g. a file it cannot open) is retried less and less often.
-      const base = this.#options.restartDelayMs ?? 1000;
-      if (Date.now() - startedAt >= MAX_RESTART_DELAY_MS) this.#delayMs = base;
+      if (Date.now() - startedAt >= MAX_RESTART_DELAY_MS) this.#delayMs = this.#baseDelayMs;
       const delay = this.#delayMs;
       this.#delayMs = Math.min(this.#delayMs * 2, MAX_RESTART_DELAY_MS);
       this.#restart = setTimeout(() => {
