@@ -4,40 +4,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PortcullisClient } from '../../src/client/index.ts';
-import { LedgerDatabase } from '../../src/ledger/db.ts';
-import { WriterThread } from '../../src/ledger/writer-thread.ts';
+import { spyBatches, spyInline } from '../ledger/helpers.ts';
 import { operatorHeaders, startTestGate } from '../helpers/gate.ts';
 
 for (const inline of [true, false]) {
   test(`embedded gate, ledger.inline_when_alone = ${inline}: sequential echoes write their intents and receipts ${inline ? 'on the gate\'s connection' : 'through the writer thread'}; concurrent ones through the thread`, async (t) => {
-    const counts = { inline: 0, thread: 0 };
-    const tx = LedgerDatabase.prototype.sqliteTransaction;
-    const run = WriterThread.prototype.run;
-    LedgerDatabase.prototype.sqliteTransaction = function (this: LedgerDatabase, ...a: Parameters<typeof tx>) {
-      counts.inline++;
-      return tx.apply(this, a) as never;
-    };
-    WriterThread.prototype.run = function (this: WriterThread, jobs) {
-      counts.thread++;
-      return run.call(this, jobs);
-    };
-    t.after(() => {
-      LedgerDatabase.prototype.sqliteTransaction = tx;
-      WriterThread.prototype.run = run;
-    });
+    const thread = spyBatches(t);
+    const inlineTx = spyInline(t).txs;
+    const counts = () => ({ inline: inlineTx.length, thread: thread.length });
     const g = await startTestGate({ overrides: inline ? {} : { ledger: { inline_when_alone: false } } });
     t.after(() => g.stop());
     const agent = new PortcullisClient({ socketPath: g.config.client_socket });
     t.after(() => agent.close());
     await agent.connect();
-    const before = { ...counts };
+    const before = counts();
     for (let i = 0; i < 5; i++) await agent.execute('echo', { message: `m${i}` });
-    const alone = { inline: counts.inline - before.inline, thread: counts.thread - before.thread };
+    const alone = { inline: counts().inline - before.inline, thread: counts().thread - before.thread };
     if (inline) assert.deepEqual(alone, { inline: 10, thread: 0 }, 'an intent and a finalization per echo, each inline');
     else assert.deepEqual(alone, { inline: 0, thread: 10 });
-    const mid = counts.thread;
+    const mid = counts().thread;
     await Promise.all(Array.from({ length: 12 }, (_, i) => agent.execute('echo', { message: `c${i}` })));
-    assert.ok(counts.thread > mid, 'concurrent calls use the writer thread');
+    assert.ok(counts().thread > mid, 'concurrent calls use the writer thread');
     const v = await g.admin.send('GET', '/v1/audit/verify', operatorHeaders(g.operator, 'GET', '/v1/audit/verify'));
     assert.equal((v.body as { intact: boolean }).intact, true, v.text);
   });

@@ -6,9 +6,12 @@ import { sql } from 'kysely';
 import { startPostgres, serviceSkipReason, type PostgresServer } from '../helpers/services.ts';
 import { tempDir as sharedTempDir } from '../helpers/temp.ts';
 import { openKeystore, type Keystore } from '../../src/keys/index.ts';
+import { LedgerDatabase } from '../../src/ledger/db.ts';
+import { WalSync } from '../../src/ledger/wal-sync.ts';
+import { WriterThread } from '../../src/ledger/writer-thread.ts';
 import {
   openDatabase, openLedger, buildReceipt, signGrant, newGrantId, APPEND_ONLY_TABLES,
-  type DatabaseConfig, type LedgerDatabase, type Ledger, type LedgerOptions, type GrantClaims, type SignedGrant,
+  type DatabaseConfig, type Ledger, type LedgerOptions, type GrantClaims, type SignedGrant,
   type Receipt, type ReceiptInput,
 } from '../../src/ledger/index.ts';
 
@@ -202,4 +205,48 @@ export function receiptInput(grant: SignedGrant, overrides: Partial<ReceiptInput
 
 export function makeReceipt(keys: Keystore, grant: SignedGrant, overrides: Partial<ReceiptInput> = {}): Receipt {
   return buildReceipt(receiptInput(grant, overrides), keys.receipt);
+}
+
+type Seen = { kinds: string; fsync: string };
+
+/** Records every batch the writer thread answers: its job kinds and when it was fsynced. */
+export function spyBatches(t: TestContext): Seen[] {
+  const seen: Seen[] = [];
+  const original = WriterThread.prototype.run;
+  WriterThread.prototype.run = async function (this: WriterThread, jobs) {
+    const r = await original.call(this, jobs);
+    seen.push({ kinds: jobs.map((j) => j.kind).join('+'), fsync: r.fsync });
+    return r;
+  };
+  t.after(() => { WriterThread.prototype.run = original; });
+  return seen;
+}
+
+type TxSeen = { synchronous: string };
+
+/** Records each inline (gate-thread) SQLite transaction's synchronous level and each post-reply WAL fsync. */
+export function spyInline(t: TestContext): { txs: TxSeen[]; syncs: () => number } {
+  const txs: TxSeen[] = [];
+  let syncs = 0;
+  const tx = LedgerDatabase.prototype.sqliteTransaction;
+  LedgerDatabase.prototype.sqliteTransaction = function (this: LedgerDatabase, fn, options = {}) {
+    txs.push({ synchronous: options.synchronous ?? 'FULL' });
+    return tx.call(this, fn, options) as never;
+  };
+  const sync = WalSync.prototype.sync;
+  WalSync.prototype.sync = function (this: WalSync) {
+    syncs++;
+    return sync.call(this);
+  };
+  t.after(() => {
+    LedgerDatabase.prototype.sqliteTransaction = tx;
+    WalSync.prototype.sync = sync;
+  });
+  return { txs, syncs: () => syncs };
+}
+
+/** Waits up to 2 s for the ledger to report its fatal writer failure; returns the reason (or undefined). */
+export async function writerFailure(ledger: Ledger): Promise<string | undefined> {
+  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
+  return ledger.writerFailed;
 }

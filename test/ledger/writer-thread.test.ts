@@ -9,28 +9,12 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { GateError } from '../../src/errors.ts';
 import { sql } from 'kysely';
-import { LedgerDatabase, openDatabase, type DatabaseConfig } from '../../src/ledger/db.ts';
-import { WalSync } from '../../src/ledger/wal-sync.ts';
+import { openDatabase, type DatabaseConfig } from '../../src/ledger/db.ts';
 import { WriterThread } from '../../src/ledger/writer-thread.ts';
 import { subscribe } from '../../src/observe.ts';
 import type { Ledger, LedgerOptions } from '../../src/ledger/index.ts';
 import type { Keystore } from '../../src/keys/index.ts';
-import { ledgerOn, makeGrant, makeReceipt, tempDir, testKeys, type TestContext } from './helpers.ts';
-
-type Seen = { kinds: string; fsync: string };
-
-/** Records every batch the writer thread answers: its job kinds and when it was fsynced. */
-function spyBatches(t: TestContext): Seen[] {
-  const seen: Seen[] = [];
-  const original = WriterThread.prototype.run;
-  WriterThread.prototype.run = async function (this: WriterThread, jobs) {
-    const r = await original.call(this, jobs);
-    seen.push({ kinds: jobs.map((j) => j.kind).join('+'), fsync: r.fsync });
-    return r;
-  };
-  t.after(() => { WriterThread.prototype.run = original; });
-  return seen;
-}
+import { ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys, writerFailure, type TestContext } from './helpers.ts';
 
 async function setup(t: TestContext, extra: Partial<Extract<DatabaseConfig, { kind: 'sqlite' }>>, options: Partial<LedgerOptions> = {}) {
   const db = await openDatabase({ kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true, ...extra });
@@ -87,8 +71,7 @@ test('writer thread: a failed fsync after an early reply is fatal — reported, 
   const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true });
   // The receipt is answered before its fsync, which then fails in the thread.
   await intentThenReceipt(ledger, keys);
-  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
-  assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply: injected/);
+  assert.match((await writerFailure(ledger)) ?? '', /WAL fsync failed after an early reply: injected/);
   assert.ok(errors.some((e) => e.code === 'ledger_writer_failed'), JSON.stringify(errors));
   // Every later write is refused, a new intent included (no side effect may follow an unsure WAL).
   await assert.rejects(ledger.append({ type: 'admin_note', decision: 'admin' }), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
@@ -97,29 +80,6 @@ test('writer thread: a failed fsync after an early reply is fatal — reported, 
 });
 
 // ---- batches run on the gate's own connection (LedgerOptions.inlineWhen) ----
-
-type TxSeen = { synchronous: string };
-
-/** Records each inline transaction's synchronous level and each post-reply WAL fsync. */
-function spyInline(t: TestContext): { txs: TxSeen[]; syncs: () => number } {
-  const txs: TxSeen[] = [];
-  let syncs = 0;
-  const tx = LedgerDatabase.prototype.sqliteTransaction;
-  LedgerDatabase.prototype.sqliteTransaction = function (this: LedgerDatabase, fn, options = {}) {
-    txs.push({ synchronous: options.synchronous ?? 'FULL' });
-    return tx.call(this, fn, options) as never;
-  };
-  const sync = WalSync.prototype.sync;
-  WalSync.prototype.sync = function (this: WalSync) {
-    syncs++;
-    return sync.call(this);
-  };
-  t.after(() => {
-    LedgerDatabase.prototype.sqliteTransaction = tx;
-    WalSync.prototype.sync = sync;
-  });
-  return { txs, syncs: () => syncs };
-}
 
 test('inline (a lone caller): batches run on the gate connection with the writer thread\'s rule — finalizations committed without fsync, answered, then fsynced; the rest FULL', async (t) => {
   const seen = spyBatches(t);
@@ -188,8 +148,7 @@ test('inline: a failed fsync after an early reply is fatal too — reported, eve
   let alone = true;
   const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true }, { inlineWhen: () => alone });
   await intentThenReceipt(ledger, keys);
-  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
-  assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply: injected/);
+  assert.match((await writerFailure(ledger)) ?? '', /WAL fsync failed after an early reply: injected/);
   assert.ok(errors.some((e) => e.code === 'ledger_writer_failed'), JSON.stringify(errors));
   await assert.rejects(ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
   alone = false;
@@ -210,16 +169,14 @@ test('inline: a batch the writer answered before its fsync is fsynced before any
   const second = ledger.recordIntent({ grant: makeGrant(keys) }, DISPATCH);
   await fin;
   await assert.rejects(second, (e) => e instanceof GateError && e.code === 'ledger_unavailable');
-  for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
-  assert.match(ledger.writerFailed ?? '', /WAL fsync failed after an early reply/);
+  assert.match((await writerFailure(ledger)) ?? '', /WAL fsync failed after an early reply/);
 });
 
 for (const inline of [true, false]) {
   test(`no checkpoint is signed after a fatal post-reply fsync (${inline ? 'inline' : 'writer thread'})`, async (t) => {
     const { ledger, keys } = await setup(t, { receiptFsync: 'after_reply', faultWalSync: true }, { inlineWhen: () => inline });
     await intentThenReceipt(ledger, keys);
-    for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(ledger.writerFailed);
+    assert.ok(await writerFailure(ledger));
     await assert.rejects(ledger.checkpoint(), (e) => e instanceof GateError && e.code === 'ledger_unavailable');
   });
 }
