@@ -22,97 +22,195 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: s
  * non-plain objects (Date, Map, class instances), lone surrogates, cycles.
  */
 export function toJsonValue(value: unknown): JsonValue {
-  return copy(value, new Set(), '$');
+  return located(() => copyOf(value, newWalk()));
 }
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+// Every grant, receipt and audit detail goes through the two traversals below (the copy and the
+// canonical text), several times per call: they are written for that. No path string is built
+// while a value is walked; a refusal collects its path on the way out (`at`) and becomes the
+// TypeError `<path>: <reason>` at the entry point (located). Cycles are found on the stack of
+// objects being walked: a linear scan while it is shallow (always, for evidence), a Set once it is
+// deeper than STACK_SCAN (so deep nesting stays linear, not quadratic). Both traversals apply the same checks
+// (scalar, container) in the same places, so they refuse exactly the same values: the property
+// tests in test/ledger/canonical.test.ts hold them to the `canonicalize` package.
 
-/** How {@link walk} builds its result: a copy ({@link toJsonValue}) or canonical text ({@link canonicalJson}). */
-interface Builder<T> {
-  scalar(v: null | boolean | number | string): T;
-  array(items: T[]): T;
-  object(entries: Array<[string, T]>): T;
-  /** Members in sorted (RFC 8785) order rather than insertion order. */
-  sorted: boolean;
+/** A refused value: the reason, and the path from the refused value up (innermost first). */
+class Refusal {
+  readonly up: Array<string | number> = [];
+  constructor(readonly reason: string) {}
+}
+
+/** Adds one path segment to a refusal passing through; anything else passes unchanged. */
+function at(err: unknown, segment: string | number): unknown {
+  if (err instanceof Refusal) err.up.push(segment);
+  return err;
+}
+
+/** Runs one traversal from the root `$`, turning a refusal into TypeError(`$.a[0]: reason`). */
+function located<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (!(err instanceof Refusal)) throw err;
+    let path = '$';
+    for (let i = err.up.length - 1; i >= 0; i--) {
+      const seg = err.up[i]!;
+      path += typeof seg === 'number' ? `[${seg}]` : `.${seg}`;
+    }
+    throw new TypeError(`${path}: ${err.reason}`);
+  }
+}
+
+/** A scalar as JSON keeps it (-0 is 0), or a refusal; undefined for an object (a container). */
+function scalar(v: unknown): null | boolean | number | string | undefined {
+  switch (typeof v) {
+    case 'boolean':
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) throw new Refusal('non-finite number');
+      return v === 0 ? 0 : v;
+    case 'string':
+      if (!v.isWellFormed()) throw new Refusal('lone surrogate');
+      return v;
+    case 'object':
+      return v === null ? null : undefined;
+    default:
+      throw new Refusal(`${typeof v} is not JSON`);
+  }
+}
+
+/** The containers being walked, root first; `set` mirrors `stack` once it is deep. */
+interface Walk {
+  stack: object[];
+  set: Set<object> | null;
+}
+
+const STACK_SCAN = 32;
+const newWalk = (): Walk => ({ stack: [], set: null });
+
+/** Enters a container: refuses a cycle and anything but arrays and plain objects; true for an array. */
+function enter(obj: object, w: Walk): boolean {
+  if (w.set ? w.set.has(obj) : w.stack.includes(obj)) throw new Refusal('cycle');
+  const isArray = Array.isArray(obj);
+  if (!isArray) {
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    if (proto !== Object.prototype && proto !== null) throw new Refusal('not a plain object');
+  }
+  w.stack.push(obj);
+  if (w.set) w.set.add(obj);
+  else if (w.stack.length > STACK_SCAN) w.set = new Set(w.stack);
+  return isArray;
+}
+
+function leave(w: Walk): void {
+  const obj = w.stack.pop()!;
+  w.set?.delete(obj);
+}
+
+function checkKey(k: string): void {
+  if (!k.isWellFormed()) throw new Refusal('lone surrogate in key');
+}
+
+function copyOf(v: unknown, w: Walk): JsonValue {
+  const s = scalar(v);
+  if (s !== undefined) return s;
+  const obj = v as object;
+  if (enter(obj, w)) {
+    const arr = obj as unknown[];
+    const out: JsonValue[] = [];
+    for (let i = 0; i < arr.length; i++) {
+      const item = arr[i];
+      try {
+        if (item === undefined) throw new Refusal('undefined in array');
+        out.push(copyOf(item, w));
+      } catch (err) {
+        throw at(err, i);
+      }
+    }
+    leave(w);
+    return out;
+  }
+  const rec = obj as Record<string, unknown>;
+  const out: { [k: string]: JsonValue } = {};
+  for (const k of Object.keys(rec)) {
+    const item = rec[k];
+    if (item === undefined) continue;
+    checkKey(k);
+    let value: JsonValue;
+    try {
+      value = copyOf(item, w);
+    } catch (err) {
+      throw at(err, k);
+    }
+    // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
+    // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
+    // signed bytes, letting an attacker add unsigned content to a "verified" document.
+    if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+    else out[k] = value;
+  }
+  leave(w);
+  return out;
+}
+
+function textOf(v: unknown, w: Walk): string {
+  const s = scalar(v);
+  if (s !== undefined) return JSON.stringify(s);
+  const obj = v as object;
+  if (enter(obj, w)) {
+    const arr = obj as unknown[];
+    let out = '[';
+    for (let i = 0; i < arr.length; i++) {
+      const item = arr[i];
+      try {
+        if (item === undefined) throw new Refusal('undefined in array');
+        out += i === 0 ? textOf(item, w) : `,${textOf(item, w)}`;
+      } catch (err) {
+        throw at(err, i);
+      }
+    }
+    leave(w);
+    return `${out}]`;
+  }
+  const text = memberTexts(obj as Record<string, unknown>, w);
+  leave(w);
+  return `{${text}}`;
+}
+
+// Quoted member names: the same few dozen names recur in every grant, receipt and event.
+const KEY_TEXTS = new Map<string, string>();
+const KEY_TEXTS_MAX = 4096;
+
+function keyText(k: string): string {
+  let t = KEY_TEXTS.get(k);
+  if (t === undefined) {
+    t = `${JSON.stringify(k)}:`;
+    if (KEY_TEXTS.size >= KEY_TEXTS_MAX) KEY_TEXTS.clear();
+    KEY_TEXTS.set(k, t);
+  }
+  return t;
 }
 
 /**
- * The one traversal behind toJsonValue and canonicalJson, so both refuse exactly the same values:
- * non-finite numbers, lone surrogates (in strings and keys), functions, symbols, bigints, undefined
- * in arrays, non-plain objects, cycles. Object members whose value is undefined are skipped; -0 is 0.
+ * The `"key":value` texts of an object already on the stack, sorted as RFC 8785 sorts them (by
+ * UTF-16 code units: the default sort), joined by commas; or, with `members`, collected there as
+ * [name, text] pairs (and the empty string returned).
  */
-function walk<T>(v: unknown, seen: Set<object>, path: string, b: Builder<T>): T {
-  if (v === null) return b.scalar(null);
-  switch (typeof v) {
-    case 'boolean':
-      return b.scalar(v);
-    case 'number':
-      if (!Number.isFinite(v)) throw new TypeError(`${path}: non-finite number`);
-      return b.scalar(Object.is(v, -0) ? 0 : v);
-    case 'string':
-      if (LONE_SURROGATE.test(v)) throw new TypeError(`${path}: lone surrogate`);
-      return b.scalar(v);
-    case 'object':
-      break;
-    default:
-      throw new TypeError(`${path}: ${typeof v} is not JSON`);
+function memberTexts(rec: Record<string, unknown>, w: Walk, members?: Array<[string, string]>): string {
+  let out = '';
+  for (const k of Object.keys(rec).sort()) {
+    const item = rec[k];
+    if (item === undefined) continue;
+    checkKey(k);
+    let text: string;
+    try {
+      text = textOf(item, w);
+    } catch (err) {
+      throw at(err, k);
+    }
+    if (members) members.push([k, keyText(k) + text]);
+    else out += out === '' ? keyText(k) + text : `,${keyText(k)}${text}`;
   }
-  const obj = v as object;
-  if (seen.has(obj)) throw new TypeError(`${path}: cycle`);
-  seen.add(obj);
-  try {
-    if (Array.isArray(obj)) {
-      const items: T[] = [];
-      for (let i = 0; i < obj.length; i++) {
-        const item: unknown = obj[i];
-        if (item === undefined) throw new TypeError(`${path}[${i}]: undefined in array`);
-        items.push(walk(item, seen, `${path}[${i}]`, b));
-      }
-      return b.array(items);
-    }
-    const proto = Object.getPrototypeOf(obj) as unknown;
-    if (proto !== Object.prototype && proto !== null) throw new TypeError(`${path}: not a plain object`);
-    const rec = obj as Record<string, unknown>;
-    const keys = b.sorted ? Object.keys(rec).sort() : Object.keys(rec);
-    const entries: Array<[string, T]> = [];
-    for (const k of keys) {
-      const item = rec[k];
-      if (item === undefined) continue;
-      if (LONE_SURROGATE.test(k)) throw new TypeError(`${path}: lone surrogate in key`);
-      entries.push([k, walk(item, seen, `${path}.${k}`, b)]);
-    }
-    return b.object(entries);
-  } finally {
-    seen.delete(obj);
-  }
-}
-
-const COPY: Builder<JsonValue> = {
-  sorted: false,
-  scalar: (v) => v,
-  array: (items) => items,
-  object(entries) {
-    const out: { [k: string]: JsonValue } = {};
-    for (const [k, value] of entries) {
-      // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
-      // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
-      // signed bytes, letting an attacker add unsigned content to a "verified" document.
-      if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
-      else out[k] = value;
-    }
-    return out;
-  },
-};
-
-const TEXT: Builder<string> = {
-  sorted: true,
-  scalar: (v) => JSON.stringify(v),
-  array: (items) => `[${items.join(',')}]`,
-  object: (entries) => `{${entries.map(([k, t]) => `${JSON.stringify(k)}:${t}`).join(',')}}`,
-};
-
-function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
-  return walk(v, seen, path, COPY);
+  return out;
 }
 
 /**
@@ -122,7 +220,7 @@ function copy(v: unknown, seen: Set<object>, path: string): JsonValue {
  * members are sorted by UTF-16 code units (the default string sort).
  */
 export function canonicalJson(value: unknown): string {
-  return writeCanonical(value, new Set(), '$');
+  return located(() => textOf(value, newWalk()));
 }
 
 /**
@@ -131,19 +229,14 @@ export function canonicalJson(value: unknown): string {
  * re-serializing the rest ({@link withMember}). Refuses what canonicalJson refuses.
  */
 export function canonicalMembers(obj: Record<string, unknown>): Array<[key: string, text: string]> {
-  const proto = Object.getPrototypeOf(obj) as unknown;
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || (proto !== Object.prototype && proto !== null)) {
-    throw new TypeError('$: not a plain object');
-  }
-  const seen = new Set<object>([obj]);
-  const out: Array<[string, string]> = [];
-  for (const k of Object.keys(obj).sort()) {
-    const item = obj[k];
-    if (item === undefined) continue;
-    if (LONE_SURROGATE.test(k)) throw new TypeError('$: lone surrogate in key');
-    out.push([k, `${JSON.stringify(k)}:${writeCanonical(item, seen, `$.${k}`)}`]);
-  }
-  return out;
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new TypeError('$: not a plain object');
+  return located(() => {
+    const w = newWalk();
+    enter(obj, w);
+    const members: Array<[string, string]> = [];
+    memberTexts(obj, w, members);
+    return members;
+  });
 }
 
 /** The canonical object text of `members` with one more string member (which must not be there yet). */
@@ -158,10 +251,6 @@ export function withMember(members: ReadonlyArray<[string, string]>, key: string
 /** The canonical object text of `members`. */
 export function joinMembers(members: ReadonlyArray<[string, string]>): string {
   return `{${members.map(([, t]) => t).join(',')}}`;
-}
-
-function writeCanonical(v: unknown, seen: Set<object>, path: string): string {
-  return walk(v, seen, path, TEXT);
 }
 
 /** The exact bytes hashed or signed for `domain`: UTF-8(domain + "\n" + JCS(value)). */

@@ -81,6 +81,29 @@ describe('canonicalJson', () => {
     });
   }
 
+  test('a refusal names the path to the refused value', () => {
+    assert.throws(() => canonicalJson({ x: { y: [0, { z: 1n }] } }), { name: 'TypeError', message: '$.x.y[1].z: bigint is not JSON' });
+    assert.throws(() => toJsonValue({ x: { y: [0, { z: 1n }] } }), { name: 'TypeError', message: '$.x.y[1].z: bigint is not JSON' });
+    assert.throws(() => canonicalMembers({ k: ['ok', 'a\ud800'] }), { message: '$.k[1]: lone surrogate' });
+    assert.throws(() => canonicalJson({ a: [[], [undefined]] }), { message: '$.a[1][0]: undefined in array' });
+  });
+
+  test('deep nesting: same text as the reference, and a cycle far down is still found (past the linear-scan depth)', () => {
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 2000; i++) deep = i % 2 === 0 ? [deep] : { k: deep };
+    assert.equal(canonicalJson(deep), reference(deep));
+    const root: Record<string, unknown> = {};
+    let node = root;
+    for (let i = 0; i < 100; i++) {
+      const next: Record<string, unknown> = {};
+      node.n = next;
+      node = next;
+    }
+    node.back = root.n;
+    assert.throws(() => canonicalJson(root), { message: `$${'.n'.repeat(100)}.back: cycle` });
+    assert.throws(() => toJsonValue(root), { message: `$${'.n'.repeat(100)}.back: cycle` });
+  });
+
   test('a shared (non-cyclic) sub-object is fine', () => {
     const s = { k: 1 };
     assert.equal(canonicalJson({ a: s, b: [s, s] }), '{"a":{"k":1},"b":[{"k":1},{"k":1}]}');
