@@ -73,9 +73,9 @@ export class KyselyChainTx implements ChainTx {
   }
 }
 
-const EVENT_COLUMNS = ['seq', 'event_id', 'ts', 'type', 'decision', 'trace_id', 'action_id', 'principal', 'session_id', 'operator', 'reason_code', 'detail', 'prev_hash', 'hash'] as const;
-const INTENT_COLUMNS = ['intent_id', 'trace_id', 'grant_id', 'grant_json', 'grant_signature', 'action_id', 'action_version', 'principal', 'session_id', 'request_hash', 'plan_hash', 'created_at', 'resolved_at', 'receipt_id'] as const;
-const RECEIPT_COLUMNS = ['receipt_id', 'intent_id', 'grant_id', 'trace_id', 'action_id', 'principal', 'session_id', 'event_seq', 'receipt_json', 'created_at'] as const;
+export const EVENT_COLUMNS = ['seq', 'event_id', 'ts', 'type', 'decision', 'trace_id', 'action_id', 'principal', 'session_id', 'operator', 'reason_code', 'detail', 'prev_hash', 'hash'] as const;
+export const INTENT_COLUMNS = ['intent_id', 'trace_id', 'grant_id', 'grant_json', 'grant_signature', 'action_id', 'action_version', 'principal', 'session_id', 'request_hash', 'plan_hash', 'created_at', 'resolved_at', 'receipt_id'] as const;
+export const RECEIPT_COLUMNS = ['receipt_id', 'intent_id', 'grant_id', 'trace_id', 'action_id', 'principal', 'session_id', 'event_seq', 'receipt_json', 'created_at'] as const;
 
 const insertSql = (table: string, cols: readonly string[]) => `insert into ${table} (${cols.join(', ')}) values (${cols.map((c) => `@${c}`).join(', ')})`;
 

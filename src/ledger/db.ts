@@ -171,6 +171,19 @@ export class LedgerDatabase {
    * Returns the names applied. Migrations recorded but not registered here are left alone.
    */
   async migrate(): Promise<string[]> {
+    if (this.dialect !== 'sqlite') return this.#migrate();
+    // SQLite's procedure for a change that rebuilds tables (sqlite.org/lang_altertable.html, "other
+    // kinds of table schema changes"): foreign keys off around the transaction (the pragma is a
+    // no-op inside one), and every foreign key checked before it commits.
+    await sql`pragma foreign_keys = off`.execute(this.db);
+    try {
+      return await this.#migrate();
+    } finally {
+      await sql`pragma foreign_keys = on`.execute(this.db);
+    }
+  }
+
+  async #migrate(): Promise<string[]> {
     return this.transaction(async (trx) => {
       await sql`create table if not exists portcullis_migrations (name text primary key, applied_at text not null)`.execute(trx);
       const done = await sql<{ name: string }>`select name from portcullis_migrations`.execute(trx);
@@ -179,6 +192,10 @@ export class LedgerDatabase {
       for (const name of pending) {
         await this.#migrations.get(name)!.up(trx, this.dialect);
         await sql`insert into portcullis_migrations (name, applied_at) values (${name}, ${new Date().toISOString()})`.execute(trx);
+      }
+      if (this.dialect === 'sqlite' && pending.length > 0) {
+        const broken = await sql<{ table: string }>`pragma foreign_key_check`.execute(trx);
+        if (broken.rows.length > 0) throw new Error(`migration left ${broken.rows.length} rows violating a foreign key (first in ${broken.rows[0]!.table})`);
       }
       return pending;
     }, { advisoryLock: ADVISORY_LOCK.migrations });
