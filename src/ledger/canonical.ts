@@ -241,8 +241,16 @@ export function canonicalMembers(obj: Record<string, unknown>): Array<[key: stri
 
 /** The canonical object text of `members` with one more string member (which must not be there yet). */
 export function withMember(members: ReadonlyArray<[string, string]>, key: string, value: string): string {
+  return withCanonicalMember(members, key, JSON.stringify(value));
+}
+
+/**
+ * The canonical object text of `members` with one more member whose value is given as its own
+ * canonical JSON text `valueText` (e.g. an audit event's detail, canonicalized once before).
+ */
+export function withCanonicalMember(members: ReadonlyArray<[string, string]>, key: string, valueText: string): string {
   if (members.some(([k]) => k === key)) throw new TypeError(`$: ${key} is already a member`);
-  const all = [...members, [key, `${JSON.stringify(key)}:${JSON.stringify(value)}`] as [string, string]];
+  const all = [...members, [key, `${JSON.stringify(key)}:${valueText}`] as [string, string]];
   // The default sort compares UTF-16 code units, as RFC 8785 requires.
   all.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return `{${all.map(([, t]) => t).join(',')}}`;

@@ -3,7 +3,7 @@
 // hash (genesis: 64 zeros), seq = 1, 2, 3, … and every signed checkpoint must agree with the chain.
 import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet, SignatureCheck } from '../keys/key-set.ts';
-import { DOMAIN, domainBytes, sha256Hex, type JsonValue } from './canonical.ts';
+import { DOMAIN, canonicalMembers, domainBytes, sha256Hex, withCanonicalMember, type JsonValue } from './canonical.ts';
 import { DECISIONS, type AuditEvent, type BrokenAt, type ChainFailure, type Checkpoint, type VerifyResult } from './types.ts';
 
 /** prev_hash of the first event. */
@@ -35,6 +35,15 @@ export function eventHashInput(ev: Omit<AuditEvent, 'hash'>): Record<string, Jso
 /** Lowercase hex SHA-256 of the event's domain-separated canonical form. */
 export function hashEvent(ev: Omit<AuditEvent, 'hash'>): string {
   return sha256Hex(domainBytes(DOMAIN.audit, eventHashInput(ev)));
+}
+
+/**
+ * {@link hashEvent} of an event whose detail is given as its canonical JSON text (`null` for no
+ * detail): the same hash, without walking the detail again. How the writer hashes new events.
+ */
+export function hashEventWithDetailText(ev: Omit<AuditEvent, 'hash' | 'detail'>, detailText: string | null): string {
+  const { detail: _none, ...rest } = eventHashInput({ ...ev, detail: null });
+  return sha256Hex(`${DOMAIN.audit}\n${withCanonicalMember(canonicalMembers(rest), 'detail', detailText ?? 'null')}`);
 }
 
 /** The signed form of a checkpoint. */

@@ -3,14 +3,17 @@
 // thread) and in the SQLite writer thread (src/ledger/writer-thread.ts): a job crosses the thread
 // boundary as a structured-cloneable object, its outcome comes back the same way.
 import { GateError, type GateErrorCode } from '../errors.ts';
-import { hashEvent } from './chain.ts';
+import { hashEventWithDetailText } from './chain.ts';
 import type { ChainTx } from './chain-tx.ts';
 import type { AuditEventsTable, ExecutionIntentsTable, ReceiptsTable } from './schema.ts';
 import type { AppendResult, AuditEvent } from './types.ts';
 import type { Receipt } from './receipts.ts';
 
-/** An event validated and canonicalized before it reaches a transaction. */
-export type PreparedEvent = Omit<AuditEvent, 'seq' | 'ts' | 'prev_hash' | 'hash'> & { detailText: string | null };
+/**
+ * An event validated and canonicalized before it reaches a transaction: its detail travels only as
+ * its canonical text (what is stored and hashed), never as an object to clone and walk again.
+ */
+export type PreparedEvent = Omit<AuditEvent, 'seq' | 'ts' | 'prev_hash' | 'hash' | 'detail'> & { detailText: string | null };
 
 /** The receipt fields a finalization checks against its intent. */
 export type ReceiptBinding = Pick<Receipt,
@@ -54,9 +57,9 @@ export class ChainCursor {
     const ev = {
       seq, event_id: p.event_id, ts, type: p.type, decision: p.decision, trace_id: p.trace_id, action_id: p.action_id,
       principal: p.principal, session_id: p.session_id, operator: p.operator, reason_code: p.reason_code,
-      detail: p.detail, prev_hash: this.hash,
+      prev_hash: this.hash,
     };
-    const hash = hashEvent(ev);
+    const hash = hashEventWithDetailText(ev, p.detailText);
     this.rows.push({ ...ev, detail: p.detailText, hash });
     this.seq = seq;
     this.hash = hash;

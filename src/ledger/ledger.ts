@@ -526,7 +526,7 @@ export class Ledger {
     if (detailText !== null && detailText.length > MAX_DETAIL_CHARS) throw new TypeError('audit event detail too large');
     return {
       event_id: `evt_${this.#uuid()}`, type, decision: input.decision, ...top,
-      operator: field('operator', input.operator), reason_code: field('reason_code', input.reason_code), detail, detailText,
+      operator: field('operator', input.operator), reason_code: field('reason_code', input.reason_code), detailText,
     };
   }
 

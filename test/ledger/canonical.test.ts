@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import canonicalize from 'canonicalize';
 import { canonicalJson, canonicalMembers, joinMembers, toJsonValue, withMember } from '../../src/ledger/canonical.ts';
+import { hashEvent, hashEventWithDetailText } from '../../src/ledger/chain.ts';
+import type { AuditEvent } from '../../src/ledger/types.ts';
 
 const reference = (v: unknown): string => canonicalize(toJsonValue(v))!;
 
@@ -121,5 +123,20 @@ describe('canonicalJson', () => {
     }), { numRuns: 2000 });
     assert.throws(() => withMember(canonicalMembers({ a: 1 }), 'a', 'x'), /already a member/);
     assert.throws(() => canonicalMembers([] as unknown as Record<string, unknown>), TypeError);
+  });
+});
+
+describe('hashEventWithDetailText (how the writer hashes new events)', () => {
+  const str = fc.oneof(fc.constant(null), fc.string(), fc.constantFrom('\u2028', '\ud83d\ude00', 'é', '"q"\\'));
+  const detail = fc.oneof(fc.constant(null), json.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)));
+  test('equals hashEvent of the same event with the detail as an object, for arbitrary events', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 53 - 1 }), str, str, str, str, str, str, detail, (seq, trace, action, principal, session, operator, reason, d) => {
+      const ev = {
+        seq, event_id: 'evt_x', ts: '2026-11-22T13:00:00.000Z', type: 'execute', decision: 'allow' as const, trace_id: trace, action_id: action,
+        principal, session_id: session, operator, reason_code: reason, prev_hash: '0'.repeat(64),
+      };
+      const full = { ...ev, detail: d as AuditEvent['detail'] };
+      assert.equal(hashEventWithDetailText(ev, d === null ? null : canonicalJson(d)), hashEvent(full));
+    }), { numRuns: 1500 });
   });
 });

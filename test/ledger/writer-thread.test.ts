@@ -136,7 +136,7 @@ test('WriterThread.idle is false while a batch is in flight', async (t) => {
   const thread = new WriterThread({ ...db.writerThread!, onError: () => undefined });
   t.after(() => thread.close());
   assert.equal(thread.idle, true);
-  const run = thread.run([{ kind: 'append', at: new Date().toISOString(), event: { event_id: 'evt_idle', type: 'admin_note', decision: 'admin', trace_id: null, action_id: null, principal: null, session_id: null, operator: null, reason_code: null, detail: null, detailText: null } }]);
+  const run = thread.run([{ kind: 'append', at: new Date().toISOString(), event: { event_id: 'evt_idle', type: 'admin_note', decision: 'admin', trace_id: null, action_id: null, principal: null, session_id: null, operator: null, reason_code: null, detailText: null } }]);
   assert.equal(thread.idle, false);
   await run;
   assert.equal(thread.idle, true);
