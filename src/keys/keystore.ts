@@ -24,8 +24,6 @@ export interface SigningKey {
   readonly createdAt: string | null;
   /** Raw signature over `data`: 64 bytes Ed25519, or 64 bytes IEEE P1363 (r||s) for ES256. */
   sign(data: Uint8Array): Buffer;
-  /** The same signature computed on the libuv thread pool (off the event loop). */
-  signAsync(data: Uint8Array): Promise<Buffer>;
 }
 
 export interface KeystoreOptions {
@@ -64,10 +62,7 @@ function makeSigningKey(purpose: KeyPurpose, privateKey: KeyObject, kid: string,
   const algorithm = alg === 'EdDSA' ? null : 'sha256';
   const key = alg === 'EdDSA' ? privateKey : { key: privateKey, dsaEncoding: 'ieee-p1363' as const };
   const sign = (data: Uint8Array) => cryptoSign(algorithm, data, key);
-  const signAsync = (data: Uint8Array) => new Promise<Buffer>((resolve, reject) => {
-    cryptoSign(algorithm, data, key, (err, signature) => (err ? reject(err) : resolve(signature)));
-  });
-  return Object.freeze({ purpose, kid, alg, privateKey, publicKey, publicJwk, createdAt, sign, signAsync });
+  return Object.freeze({ purpose, kid, alg, privateKey, publicKey, publicJwk, createdAt, sign });
 }
 
 function checkKeyType(purpose: KeyPurpose, key: KeyObject, path: string): void {

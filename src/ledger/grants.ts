@@ -6,7 +6,7 @@ import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
 import { DOMAIN, domainBytes, toJsonValue } from './canonical.ts';
-import { signDocument, signDocumentOffloaded } from './signed-here.ts';
+import { signDocument } from './signed-here.ts';
 import { verifyDocument, type SignatureStatus } from './receipts.ts';
 
 export interface GrantClaims {
@@ -74,20 +74,12 @@ export function grantProblem(g: unknown, signed: boolean): string | null {
 
 /** Signs grant claims with the grant key. Throws TypeError on malformed claims (a pipeline bug). */
 export function signGrant(claims: GrantClaims, key: SigningKey): SignedGrant {
-  return signDocument(DOMAIN.grant, grantBody(claims, key), 'grant_signature', key);
-}
-
-/** {@link signGrant} with the Ed25519 signature computed off the event loop (same result). */
-export async function signGrantOffloaded(claims: GrantClaims, key: SigningKey): Promise<SignedGrant> {
-  return signDocumentOffloaded(DOMAIN.grant, grantBody(claims, key), 'grant_signature', key);
-}
-
-function grantBody(claims: GrantClaims, key: SigningKey): Omit<SignedGrant, 'grant_signature'> {
   if (key.purpose !== 'grant') throw new TypeError('grants are signed with the grant key');
   const problem = grantProblem(claims, false);
   if (problem) throw new TypeError(`grant: ${problem}`);
   const { signing_key_id: _k, grant_signature: _s, ...rest } = claims as GrantClaims & Partial<SignedGrant>;
-  return toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
+  const body = toJsonValue({ ...rest, signing_key_id: key.kid }) as unknown as Omit<SignedGrant, 'grant_signature'>;
+  return signDocument(DOMAIN.grant, body, 'grant_signature', key);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { SigningKey } from '../keys/keystore.ts';
 import { toKeySet, type PublicKeySet } from '../keys/key-set.ts';
 import type { Jwks } from '../keys/jwk.ts';
 import { DOMAIN, domainBytes, jsonDigest, toJsonValue, type JsonValue } from './canonical.ts';
-import { signDocument, signDocumentOffloaded } from './signed-here.ts';
+import { signDocument } from './signed-here.ts';
 
 export type NormalizedResult =
   | { kind: 'success'; summary: string }
@@ -115,24 +115,16 @@ function checkInput(r: ReceiptInput): void {
  * (a pipeline bug): after execution the caller reports that as `evidence_persistence_failed`.
  */
 export function buildReceipt(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Receipt {
-  return signDocument(DOMAIN.receipt, receiptBody(input, key, uuid), 'receipt_signature', key);
-}
-
-/** {@link buildReceipt} with the Ed25519 signature computed off the event loop (same result). */
-export async function buildReceiptOffloaded(input: ReceiptInput, key: SigningKey, uuid: () => string = uuidv7): Promise<Receipt> {
-  return signDocumentOffloaded(DOMAIN.receipt, receiptBody(input, key, uuid), 'receipt_signature', key);
-}
-
-function receiptBody(input: ReceiptInput, key: SigningKey, uuid: () => string): ReceiptBody {
   if (key.purpose !== 'receipt') throw new TypeError('receipts are signed with the receipt key');
   checkInput(input);
   const { result, receipt_id, ...rest } = input;
-  return toJsonValue({
+  const body = toJsonValue({
     ...rest,
     receipt_id: receipt_id ?? newReceiptId(uuid),
     result_hash: resultHash(result),
     signing_key_id: key.kid,
   }) as unknown as ReceiptBody;
+  return signDocument(DOMAIN.receipt, body, 'receipt_signature', key);
 }
 
 /**

@@ -39,25 +39,7 @@ function rememberSigned(doc: object, text: string, key: SigningKey): void {
  */
 export function signDocument<B extends object, F extends string>(domain: Domain, body: B, field: F, key: SigningKey): B & Record<F, string> {
   const members = canonicalMembers(body as Record<string, unknown>);
-  return withSignature(body, members, field, key.sign(domainText(domain, members)), key);
-}
-
-/**
- * {@link signDocument} with the signature computed on the libuv thread pool: the same bytes and
- * result, ~70 µs of Ed25519 work off the event loop at the price of a thread-pool round trip. The
- * gate uses it while other requests are waiting for the event loop.
- */
-export async function signDocumentOffloaded<B extends object, F extends string>(
-  domain: Domain, body: B, field: F, key: SigningKey,
-): Promise<B & Record<F, string>> {
-  const members = canonicalMembers(body as Record<string, unknown>);
-  return withSignature(body, members, field, await key.signAsync(domainText(domain, members)), key);
-}
-
-function withSignature<B extends object, F extends string>(
-  body: B, members: ReadonlyArray<[string, string]>, field: F, signature: Buffer, key: SigningKey,
-): B & Record<F, string> {
-  const hex = signature.toString('hex');
+  const hex = key.sign(domainText(domain, members)).toString('hex');
   const signed = { ...body, [field]: hex } as B & Record<F, string>;
   rememberSigned(signed, withMember(members, field, hex), key);
   return signed;

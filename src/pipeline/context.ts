@@ -125,13 +125,4 @@ export interface PipelineDeps {
 
 export type Stage = (ctx: ExecContext, deps: PipelineDeps) => Promise<void>;
 
-/**
- * Other client requests are in flight: CPU-heavy work that can run on the libuv pool (signatures)
- * should, leaving the event loop to them. A lone request does it inline, where the round trip
- * would cost more than it saves. A performance choice only: the results are identical.
- */
-export function othersWaiting(deps: PipelineDeps): boolean {
-  return deps.state.requests > 1;
-}
-
 export type { GateVariables };

@@ -6,9 +6,7 @@ import assert from 'node:assert/strict';
 import { GateError } from '../../src/errors.ts';
 import { buildReceipt, canonicalJson, openDatabase } from '../../src/ledger/index.ts';
 import { signedHere, signedText } from '../../src/ledger/signed-here.ts';
-import { signGrant, signGrantOffloaded, verifyGrant } from '../../src/ledger/grants.ts';
-import { buildReceiptOffloaded, verifyReceipt } from '../../src/ledger/receipts.ts';
-import { count, grantClaims, ledgerOn, makeGrant, receiptInput, tempDir, testKeys } from './helpers.ts';
+import { count, ledgerOn, makeGrant, receiptInput, tempDir, testKeys } from './helpers.ts';
 import { join } from 'node:path';
 
 async function embeddedLedger(t: Parameters<typeof tempDir>[0]) {
@@ -91,31 +89,5 @@ describe('signed here', () => {
     assert.equal(grantSigningBytes(body).toString('utf8'), `portcullis-grant-v1\n${canonicalJson(body)}`);
     assert.equal(verifyGrant(JSON.parse(text), keys.grantKeys()), 'verified');
   });
-
-  test('offloaded signing (thread pool) gives the same bytes, the same memo and the same refusals as inline signing', async (t) => {
-    const { db, keys, ledger } = await embeddedLedger(t);
-    const claims = grantClaims();
-    const inline = signGrant(claims, keys.grant);
-    const pooled = await signGrantOffloaded(claims, keys.grant);
-    // Ed25519 is deterministic: one body, one key, one signature, wherever it is computed.
-    assert.deepEqual(pooled, inline);
-    assert.equal(verifyGrant(pooled, keys.grantKeys()), 'verified');
-    assert.ok(Object.isFrozen(pooled));
-    assert.equal(signedText(pooled, keys.grantKeys()), canonicalJson(pooled));
-    const input = receiptInput(pooled, { receipt_id: 'rcpt_019a9f3c-5e00-7000-8000-000000000009' });
-    const receipt = await buildReceiptOffloaded(input, keys.receipt);
-    assert.deepEqual(receipt, buildReceipt(input, keys.receipt));
-    assert.equal(verifyReceipt(receipt, keys.receiptKeys()), 'verified');
-    assert.equal(signedText(receipt, keys.receiptKeys()), canonicalJson(receipt));
-    // The ledger takes both as signed here, and still refuses a tampered copy of either.
-    const { intent_id } = await ledger.recordIntent({ grant: pooled });
-    await ledger.finalize({ intentId: intent_id, receipt, auditEvent: { type: 'execute', decision: 'allow' } });
-    assert.equal(await count(db, 'receipts'), 1);
-    const forged = { ...(await signGrantOffloaded(grantClaims(), keys.grant)), principal: 'mallory' };
-    await assert.rejects(ledger.recordIntent({ grant: forged }), refused('internal_error', /grant signature signature_invalid/));
-    // Malformed input is refused before anything is signed, as a rejection.
-    await assert.rejects(signGrantOffloaded({ ...claims, epoch: -1 }, keys.grant), /grant: epoch/);
-    await assert.rejects(signGrantOffloaded(claims, keys.receipt), /grant key/);
-    await assert.rejects(buildReceiptOffloaded(input, keys.grant), /receipt key/);
-  });
 });
+

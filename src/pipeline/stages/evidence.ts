@@ -3,8 +3,8 @@
 // the provider ran is 500 evidence_persistence_failed: the intent stays unresolved and is surfaced.
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
-import { othersWaiting, type Stage, type VerificationResult, type ExecContext } from '../context.ts';
-import { buildReceipt, buildReceiptOffloaded, type ReceiptInput, type FailureClass, type NormalizedResult, type VerificationOutcome } from '../../ledger/receipts.ts';
+import type { Stage, VerificationResult, ExecContext } from '../context.ts';
+import { buildReceipt, type FailureClass, type NormalizedResult, type VerificationOutcome } from '../../ledger/receipts.ts';
 import type { JsonValue } from '../../ledger/canonical.ts';
 import { prepareSecrets, scrubSecrets, SecretScrubber } from '../../egress/index.ts';
 
@@ -71,7 +71,7 @@ export const receiptAndFinalize: Stage = async (ctx, deps) => {
   const run = ctx.run!;
   const v = ctx.verification!;
   const output = run.failure ? null : scrubbed(ctx, run.output);
-  const input: ReceiptInput = {
+  const receipt = buildReceipt({
     grant_id: ctx.grant!.grant_id,
     trace_id: ctx.traceId,
     action_id: m.action_id,
@@ -89,8 +89,7 @@ export const receiptAndFinalize: Stage = async (ctx, deps) => {
     finished_at: run.finishedAt,
     failure_class: failureClass(ctx),
     result: output,
-  };
-  const receipt = othersWaiting(deps) ? await buildReceiptOffloaded(input, deps.keystore.receipt) : buildReceipt(input, deps.keystore.receipt);
+  }, deps.keystore.receipt);
   ctx.receipt = receipt;
   const ok = !run.failure;
   try {

@@ -3,9 +3,9 @@
 // re-check just before the intent: signature, expiry, epoch, revocations and module digest.
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
-import { othersWaiting, type Stage } from '../context.ts';
+import type { Stage } from '../context.ts';
 import { budgetQuery } from './policy.ts';
-import { newGrantId, signGrant, signGrantOffloaded } from '../../ledger/grants.ts';
+import { newGrantId, signGrant } from '../../ledger/grants.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -22,7 +22,7 @@ export const signedGrant: Stage = async (ctx, deps) => {
   const m = ctx.action!.manifest;
   const now = deps.clock.now();
   const a = ctx.approved;
-  const claims = {
+  ctx.grant = signGrant({
     grant_id: newGrantId(),
     trace_id: ctx.traceId,
     action_id: m.action_id,
@@ -37,10 +37,7 @@ export const signedGrant: Stage = async (ctx, deps) => {
     ...(a ? { approval_id: a.approvalId, approved_by: a.operator, operator_binding: a.operatorJkt } : {}),
     issued_at: iso(now),
     expires_at: iso(now + deps.grantTtlSeconds * 1000),
-  };
-  // A lone request signs inline (a thread-pool round trip costs more than the ~70 µs signature);
-  // with others in flight the signature leaves the event loop to them. Same bytes either way.
-  ctx.grant = othersWaiting(deps) ? await signGrantOffloaded(claims, deps.keystore.grant) : signGrant(claims, deps.keystore.grant);
+  }, deps.keystore.grant);
 };
 
 export const resolveSecrets: Stage = async (ctx, deps) => {
