@@ -176,11 +176,15 @@ function textOf(v: unknown, w: Walk): string {
   return `{${text}}`;
 }
 
-// Quoted member names: the same few dozen names recur in every grant, receipt and event.
+// Quoted member names: the same few dozen names recur in every grant, receipt and event. Only
+// short names are cached (member names also come from provider output and audit details, so an
+// unbounded key could pin megabytes per entry): at most KEY_TEXTS_MAX × ~2·KEY_TEXT_MAX_CHARS chars.
 const KEY_TEXTS = new Map<string, string>();
 const KEY_TEXTS_MAX = 4096;
+const KEY_TEXT_MAX_CHARS = 64;
 
 function keyText(k: string): string {
+  if (k.length > KEY_TEXT_MAX_CHARS) return `${JSON.stringify(k)}:`;
   let t = KEY_TEXTS.get(k);
   if (t === undefined) {
     t = `${JSON.stringify(k)}:`;

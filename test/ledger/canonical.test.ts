@@ -4,6 +4,10 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+setFlagsFromString('--expose-gc');
 import canonicalize from 'canonicalize';
 import { canonicalJson, canonicalMembers, joinMembers, toJsonValue, withMember } from '../../src/ledger/canonical.ts';
 import { hashEvent, hashEventWithDetailText } from '../../src/ledger/chain.ts';
@@ -138,5 +142,21 @@ describe('hashEventWithDetailText (how the writer hashes new events)', () => {
       const full = { ...ev, detail: d as AuditEvent['detail'] };
       assert.equal(hashEventWithDetailText(ev, d === null ? null : canonicalJson(d)), hashEvent(full));
     }), { numRuns: 1500 });
+  });
+});
+
+describe('canonicalJson memory', () => {
+  test('member names from outside (provider output, details) are not retained: 300 distinct 1 MiB keys keep < 64 MiB', () => {
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const filler = 'x'.repeat(1 << 20);
+    for (let i = 0; i < 300; i++) {
+      const doc = JSON.parse(`{"${String(i).padStart(8, '0')}${filler}":1}`) as Record<string, unknown>;
+      assert.ok(canonicalJson(doc).length > 1 << 20);
+    }
+    gc();
+    const retained = process.memoryUsage().heapUsed - before;
+    assert.ok(retained < 64 * 1024 * 1024, `retained ${Math.round(retained / 1048576)} MiB`);
   });
 });
