@@ -171,20 +171,23 @@ export class LedgerDatabase {
    * Returns the names applied. Migrations recorded but not registered here are left alone.
    */
   async migrate(): Promise<string[]> {
-    if (this.dialect !== 'sqlite') return this.#migrate();
+    if (this.dialect !== 'sqlite') return this.db.connection().execute((conn) => this.#migrate(conn));
     // SQLite's procedure for a change that rebuilds tables (sqlite.org/lang_altertable.html, "other
     // kinds of table schema changes"): foreign keys off around the transaction (the pragma is a
-    // no-op inside one), and every foreign key checked before it commits.
-    await sql`pragma foreign_keys = off`.execute(this.db);
-    try {
-      return await this.#migrate();
-    } finally {
-      await sql`pragma foreign_keys = on`.execute(this.db);
-    }
+    // no-op inside one), and every foreign key checked before it commits. The one connection is
+    // held from pragma to pragma, so no other query can run while foreign keys are off.
+    return this.db.connection().execute(async (conn) => {
+      await sql`pragma foreign_keys = off`.execute(conn);
+      try {
+        return await this.#migrate(conn);
+      } finally {
+        await sql`pragma foreign_keys = on`.execute(conn);
+      }
+    });
   }
 
-  async #migrate(): Promise<string[]> {
-    return this.transaction(async (trx) => {
+  async #migrate(conn: Kysely<LedgerTables>): Promise<string[]> {
+    return this.#transactionOn(conn, async (trx) => {
       await sql`create table if not exists portcullis_migrations (name text primary key, applied_at text not null)`.execute(trx);
       const done = await sql<{ name: string }>`select name from portcullis_migrations`.execute(trx);
       const applied = new Set(done.rows.map((r) => r.name));
@@ -207,27 +210,30 @@ export class LedgerDatabase {
    * transaction-scoped advisory lock. Rolls back on any error; a failed COMMIT is a {@link CommitError}.
    */
   async transaction<T>(fn: (trx: Kysely<LedgerTables>) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return this.db.connection().execute((conn) => this.#transactionOn(conn, fn, options));
+  }
+
+  /** {@link transaction} on a connection the caller already holds. */
+  async #transactionOn<T>(conn: Kysely<LedgerTables>, fn: (trx: Kysely<LedgerTables>) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closed) throw new Error('database is closed');
-    return this.db.connection().execute(async (conn) => {
-      await sql.raw(this.dialect === 'sqlite' ? 'begin immediate' : 'begin').execute(conn);
-      let result: T;
-      try {
-        if (options.advisoryLock !== undefined && this.dialect === 'postgres') {
-          await sql`select pg_advisory_xact_lock(${sql.raw(options.advisoryLock.toString())})`.execute(conn);
-        }
-        result = await fn(conn);
-      } catch (err) {
-        await sql.raw('rollback').execute(conn).catch(() => undefined);
-        throw err;
+    await sql.raw(this.dialect === 'sqlite' ? 'begin immediate' : 'begin').execute(conn);
+    let result: T;
+    try {
+      if (options.advisoryLock !== undefined && this.dialect === 'postgres') {
+        await sql`select pg_advisory_xact_lock(${sql.raw(options.advisoryLock.toString())})`.execute(conn);
       }
-      try {
-        await sql.raw('commit').execute(conn);
-      } catch (err) {
-        await sql.raw('rollback').execute(conn).catch(() => undefined);
-        throw new CommitError(err);
-      }
-      return result;
-    });
+      result = await fn(conn);
+    } catch (err) {
+      await sql.raw('rollback').execute(conn).catch(() => undefined);
+      throw err;
+    }
+    try {
+      await sql.raw('commit').execute(conn);
+    } catch (err) {
+      await sql.raw('rollback').execute(conn).catch(() => undefined);
+      throw new CommitError(err);
+    }
+    return result;
   }
 
   /** True when a trivial query answers (for readiness). Never throws. */

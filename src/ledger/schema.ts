@@ -199,14 +199,14 @@ const COLUMNS = { audit_events: EVENT_COLUMNS, execution_intents: INTENT_COLUMNS
 
 /**
  * `ledger/0002_lean`: fewer b-trees written per execute (46 → 34 WAL frames over its two commits,
- * a quarter less SQLite work: docs/ledger.md, "Schema"). Drops the uniqueness checks that
- * other constraints already imply, keeping every one that guards evidence:
+ * a quarter less SQLite work: docs/ledger.md, "Schema"). Drops four uniqueness checks, keeping
+ * every one that guards evidence on its own:
  * - `audit_events.hash`: two events with one hash would share content and predecessor, which
  *   UNIQUE(prev_hash) already refuses; `event_id` is minted by the gate (uuidv7) and covered by the
  *   event's hash. UNIQUE(prev_hash) (no fork) and the `seq` key (no gap, no duplicate) stay.
- * - `execution_intents.receipt_id` and `receipts.grant_id`: `receipts.intent_id` is UNIQUE and
- *   `execution_intents.grant_id` is UNIQUE, and finalize checks that a receipt's grant is its
- *   intent's grant, so one grant still yields at most one intent and one receipt.
+ * - `execution_intents.receipt_id` and `receipts.grant_id`: enforced by finalize in the same
+ *   transaction (the receipt's grant must be its intent's; `receipts.intent_id` and
+ *   `execution_intents.grant_id` stay UNIQUE), so the gate cannot store two receipts for one grant.
  * On SQLite `seq` also becomes the table's rowid (INTEGER PRIMARY KEY): no separate key index.
  * A UNIQUE column constraint cannot be dropped there, so the three tables are rebuilt (copied in
  * this transaction; foreign keys are checked before it commits: LedgerDatabase.migrate).
@@ -214,15 +214,23 @@ const COLUMNS = { audit_events: EVENT_COLUMNS, execution_intents: INTENT_COLUMNS
 export const ledgerLeanMigration: Migration = {
   async up(db, dialect) {
     if (dialect === 'postgres') {
-      // The names PostgreSQL gave the column constraints of ledger/0001_init.
-      for (const [table, constraint] of [
-        ['audit_events', 'audit_events_event_id_key'], ['audit_events', 'audit_events_hash_key'],
-        ['execution_intents', 'execution_intents_receipt_id_key'], ['receipts', 'receipts_grant_id_key'],
+      // Found by column in the catalog, not by the name PostgreSQL usually gives them: a constraint
+      // that is not dropped would only cost speed, but the migration must do what it says.
+      for (const [table, column] of [
+        ['audit_events', 'event_id'], ['audit_events', 'hash'], ['execution_intents', 'receipt_id'], ['receipts', 'grant_id'],
       ] as const) {
-        await sql.raw(`alter table ${table} drop constraint if exists ${constraint}`).execute(db);
+        const found = await sql<{ conname: string }>`select c.conname from pg_constraint c
+          join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+          where c.conrelid = ${table}::regclass and c.contype = 'u' and cardinality(c.conkey) = 1 and a.attname = ${column}`.execute(db);
+        if (found.rows.length === 0) throw new Error(`ledger/0002_lean: no unique constraint on ${table}.${column}`);
+        for (const r of found.rows) await sql`alter table ${sql.table(table)} drop constraint ${sql.ref(r.conname)}`.execute(db);
       }
       return;
     }
+    // Copying into an INTEGER PRIMARY KEY would give a NULL seq (which the old table accepted) a
+    // number instead of refusing it: evidence must come out exactly as it went in, or not at all.
+    const odd = await sql<{ n: number }>`select count(*) as n from audit_events where typeof(seq) <> 'integer'`.execute(db);
+    if (Number(odd.rows[0]!.n) > 0) throw new Error(`ledger/0002_lean: ${odd.rows[0]!.n} audit events have no integer seq; the ledger needs repair first`);
     const tables = Object.keys(LEAN_SQLITE_TABLES) as Array<keyof typeof LEAN_SQLITE_TABLES>;
     for (const t of tables) {
       await sql.raw(LEAN_SQLITE_TABLES[t].replace(`create table ${t} (`, `create table ${t}_lean (`)).execute(db);

@@ -116,3 +116,38 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
     });
   });
 }
+
+describe('ledger/0002_lean on SQLite: refusals', () => {
+  test('an event without an integer seq (accepted by the old table) stops the migration; nothing changes', async (t) => {
+    const db = await (await sqliteBackend.fresh(t)).open();
+    db.registerMigration('ledger/0001_init', LEDGER_MIGRATIONS['ledger/0001_init']!);
+    await db.migrate();
+    await sql`insert into audit_events (seq, event_id, ts, type, decision, prev_hash, hash)
+      values (null, 'evt_a', '2026-11-22T13:00:00.000Z', 'x', 'info', ${'0'.repeat(64)}, ${'1'.repeat(64)})`.execute(db.db);
+    db.registerMigration('ledger/0002_lean', LEDGER_MIGRATIONS['ledger/0002_lean']!);
+    await assert.rejects(db.migrate(), /no integer seq/);
+    const applied = await sql<{ name: string }>`select name from portcullis_migrations order by name`.execute(db.db);
+    assert.deepEqual(applied.rows.map((r) => r.name), ['ledger/0001_init']);
+    const row = await sql<{ seq: unknown }>`select seq from audit_events`.execute(db.db);
+    assert.deepEqual(row.rows, [{ seq: null }]);
+    assert.equal((await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(db.db)).rows[0]!.foreign_keys, 1);
+  });
+
+  test('a write issued while migrate() runs is still checked against the foreign keys', async (t) => {
+    const db = await (await sqliteBackend.fresh(t)).open();
+    const keys = await testKeys(t);
+    for (const [name, m] of Object.entries(LEDGER_MIGRATIONS)) db.registerMigration(name, m);
+    await db.migrate();
+    const ledger = new Ledger({ database: db, keys, clock: tickingClock() });
+    const g = makeGrant(keys);
+    const { intent_id } = await ledger.recordIntent({ grant: g });
+    await ledger.finalize({ intentId: intent_id, receipt: makeReceipt(keys, g), auditEvent: { type: 'execute', decision: 'allow' } });
+    const receipt = (await rows(db, 'receipts', 'receipt_id'))[0] as Record<string, unknown>;
+    const migrating = db.migrate();
+    const racing = db.db.insertInto('receipts').values({ ...receipt, receipt_id: 'rcpt_racing', intent_id: 'int_missing', event_seq: 42 } as never).execute();
+    assert.deepEqual(await migrating, []);
+    await assert.rejects(racing, /FOREIGN KEY/);
+    assert.deepEqual((await sql`pragma foreign_key_check`.execute(db.db)).rows, []);
+  });
+});
+
