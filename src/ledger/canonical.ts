@@ -107,8 +107,20 @@ function leave(w: Walk): void {
   w.set?.delete(obj);
 }
 
-function checkKey(k: string): void {
-  if (!k.isWellFormed()) throw new Refusal('lone surrogate in key');
+/**
+ * `walk(item)` for one array element (segment: its index) or object member (segment: its name;
+ * callers skip undefined members), with the checks both traversals make there: a lone surrogate in
+ * a name (reported at the object), undefined in an array (at the element). A refusal from below
+ * gains this segment of its path on the way out.
+ */
+function child<T>(walk: (v: unknown, w: Walk) => T, item: unknown, w: Walk, segment: string | number): T {
+  if (typeof segment === 'string' && !segment.isWellFormed()) throw new Refusal('lone surrogate in key');
+  try {
+    if (item === undefined) throw new Refusal('undefined in array');
+    return walk(item, w);
+  } catch (err) {
+    throw at(err, segment);
+  }
 }
 
 function copyOf(v: unknown, w: Walk): JsonValue {
@@ -118,15 +130,7 @@ function copyOf(v: unknown, w: Walk): JsonValue {
   if (enter(obj, w)) {
     const arr = obj as unknown[];
     const out: JsonValue[] = [];
-    for (let i = 0; i < arr.length; i++) {
-      const item = arr[i];
-      try {
-        if (item === undefined) throw new Refusal('undefined in array');
-        out.push(copyOf(item, w));
-      } catch (err) {
-        throw at(err, i);
-      }
-    }
+    for (let i = 0; i < arr.length; i++) out.push(child(copyOf, arr[i], w, i));
     leave(w);
     return out;
   }
@@ -135,13 +139,7 @@ function copyOf(v: unknown, w: Walk): JsonValue {
   for (const k of Object.keys(rec)) {
     const item = rec[k];
     if (item === undefined) continue;
-    checkKey(k);
-    let value: JsonValue;
-    try {
-      value = copyOf(item, w);
-    } catch (err) {
-      throw at(err, k);
-    }
+    const value = child(copyOf, item, w, k);
     // defineProperty: a member named "__proto__" (legal JSON, own property after JSON.parse)
     // stays an ordinary member; plain assignment would re-parent the copy and drop it from the
     // signed bytes, letting an attacker add unsigned content to a "verified" document.
@@ -159,15 +157,7 @@ function textOf(v: unknown, w: Walk): string {
   if (enter(obj, w)) {
     const arr = obj as unknown[];
     let out = '[';
-    for (let i = 0; i < arr.length; i++) {
-      const item = arr[i];
-      try {
-        if (item === undefined) throw new Refusal('undefined in array');
-        out += i === 0 ? textOf(item, w) : `,${textOf(item, w)}`;
-      } catch (err) {
-        throw at(err, i);
-      }
-    }
+    for (let i = 0; i < arr.length; i++) out += i === 0 ? child(textOf, arr[i], w, i) : `,${child(textOf, arr[i], w, i)}`;
     leave(w);
     return `${out}]`;
   }
@@ -204,13 +194,7 @@ function memberTexts(rec: Record<string, unknown>, w: Walk, members?: Array<[str
   for (const k of Object.keys(rec).sort()) {
     const item = rec[k];
     if (item === undefined) continue;
-    checkKey(k);
-    let text: string;
-    try {
-      text = textOf(item, w);
-    } catch (err) {
-      throw at(err, k);
-    }
+    const text = child(textOf, item, w, k);
     if (members) members.push([k, keyText(k) + text]);
     else out += out === '' ? keyText(k) + text : `,${keyText(k)}${text}`;
   }
