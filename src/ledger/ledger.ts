@@ -79,7 +79,6 @@ const VERIFY_PAGE = 1000;
 const CHECKPOINT_PAGE = 32;
 const DEFAULT_MAX_BATCH = 64;
 const INTENT_ID = /^int_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 interface Job {
   /** Code for a failure of the database (not a refusal). */
@@ -98,7 +97,7 @@ function isoNow(clock: Clock): string {
 
 function field(name: string, v: unknown, max = MAX_FIELD): string | null {
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'string' || v.length > max || v.includes('\u0000') || LONE_SURROGATE.test(v)) {
+  if (typeof v !== 'string' || v.length > max || v.includes('\u0000') || !v.isWellFormed()) {
     throw new TypeError(`audit event ${name} must be a string of at most ${max} characters without NUL`);
   }
   return v;
