@@ -5,12 +5,15 @@ import { Counter, Gauge, Histogram, Registry, type OpenMetricsContentType } from
 import { Hono } from 'hono';
 import type { GateEnv } from './http/env.ts';
 import { subscribe } from './observe.ts';
+import type { WalHealth } from './stores/wal-checkpointer.ts';
 
 export interface MetricsSources {
   unresolvedIntents(): Promise<number>;
   oldestPendingApprovalAgeSeconds(): Promise<number>;
   pendingApprovals(): Promise<number>;
   isKnownAction(id: string): boolean;
+  /** Embedded: each SQLite file's WAL by name (`ledger`, `state`); null entries are skipped. */
+  walHealth?(): Record<string, WalHealth | null>;
 }
 
 export class GateMetrics {
@@ -42,6 +45,26 @@ export class GateMetrics {
       name: 'portcullis_pending_approvals', help: 'Approvals waiting for an operator', registers: r,
       async collect() { this.set(await sources.pendingApprovals().catch(() => -1)); },
     });
+    if (sources.walHealth) {
+      // One collect fills all four from the same reading (prom-client collects gauges in order).
+      let reading: Array<[string, WalHealth]> = [];
+      const read = (): Array<[string, WalHealth]> => Object.entries(sources.walHealth!()).filter((e): e is [string, WalHealth] => e[1] !== null);
+      const walGauge = (name: string, help: string, value: (h: WalHealth) => number | null, first = false) => new Gauge({
+        name, help, labelNames: ['db'], registers: r,
+        collect() {
+          if (first) reading = read();
+          this.reset();
+          for (const [db, h] of reading) {
+            const v = value(h);
+            if (v !== null) this.set({ db }, v);
+          }
+        },
+      });
+      walGauge('portcullis_sqlite_wal_bytes', 'Size of the SQLite write-ahead log file, by database', (h) => h.wal_bytes, true);
+      walGauge('portcullis_sqlite_wal_checkpointer_up', 'Whether the WAL checkpointer thread runs (1) or not (0), by database', (h) => (h.checkpointer_running ? 1 : 0));
+      walGauge('portcullis_sqlite_wal_checkpoint_age_seconds', 'Seconds since the last completed WAL checkpoint, by database', (h) => h.last_checkpoint_age_seconds);
+      walGauge('portcullis_sqlite_wal_frames_pending', 'WAL frames the last checkpoint could not copy yet, by database', (h) => h.frames_pending);
+    }
     const action = (v: unknown) => (typeof v === 'string' && sources.isKnownAction(v) ? v : 'unknown');
     this.unsubscribers.push(
       subscribe('execute', (e) => calls.inc({ action_id: action(e.action_id), outcome: String(e.outcome) })),

@@ -2,6 +2,7 @@
 // receipts finalized with their audit event in one transaction, signed checkpoints. Every write
 // holds the chain lock (PostgreSQL advisory lock / SQLite IMMEDIATE), so any number of gate
 // processes on one database keep one unbroken sequence. Concurrent writes are group-committed.
+import type { WalHealth } from '../stores/wal-checkpointer.ts';
 import { uuidv7 } from '../ids.ts';
 import { publish } from '../observe.ts';
 import { GateError, type GateErrorCode } from '../errors.ts';
@@ -202,6 +203,11 @@ export class Ledger {
    */
   get writerFailed(): string | undefined {
     return this.#thread?.failed;
+  }
+
+  /** The ledger file's WAL (embedded SQLite with a writer thread, once it has written), else null. */
+  walHealth(): WalHealth | null {
+    return this.#thread?.walHealth() ?? null;
   }
 
   /** @internal tests: how many batches ran on this thread's connection instead of the writer thread. */

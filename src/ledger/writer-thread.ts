@@ -19,7 +19,7 @@ import type { Jwks } from '../keys/jwk.ts';
 import type { KeyObject } from 'node:crypto';
 import type { Checkpoint } from './types.ts';
 import type { WriterThreadConfig } from './db.ts';
-import { WalCheckpointer } from '../stores/wal-checkpointer.ts';
+import { WalCheckpointer, type WalHealth } from '../stores/wal-checkpointer.ts';
 
 export type { WriterThreadConfig };
 
@@ -164,6 +164,11 @@ export class WriterThread {
     this.#checkpointer ??= new WalCheckpointer({
       paths: [this.#options.path], intervalMs: this.#options.checkpointIntervalMs, onError: this.#options.onCheckpointError,
     });
+  }
+
+  /** The WAL as the checkpointer reports it; null before the first write started it. */
+  walHealth(): WalHealth | null {
+    return this.#checkpointer?.health()[0] ?? null;
   }
 
   /** Runs one batch in one transaction on the writer thread. Rejects when the batch failed as a whole. */

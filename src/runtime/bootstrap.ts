@@ -45,6 +45,8 @@ export interface CoreParts {
   keystore: Keystore;
   redis?: Redis;
   stateDb?: SqliteDb;
+  /** Embedded: the state database's WAL checkpointer (its health is in status and metrics). */
+  stateWal?: WalCheckpointer;
   replay: ReplayStore;
   revocation: RevocationStore;
   state: GateServices['state'];
@@ -69,6 +71,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   let revocation: RevocationStore;
   let redis: Redis | undefined;
   let stateDb: SqliteDb | undefined;
+  let stateWal: WalCheckpointer | undefined;
   const startedAt = clock.now();
   const startupNotices: string[] = [];
   if (config.mode === 'production') {
@@ -86,6 +89,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
       paths: [statePath],
       onError: (message) => publish('error', { code: 'state_checkpoint_failed', path: 'state.db', message }),
     });
+    stateWal = checkpointer;
     closers.push(() => checkpointer.close());
     replay = new SqliteReplayStore(stateDb, () => clock.now());
     revocation = new SqliteRevocationStore(stateDb, () => clock.now());
@@ -110,7 +114,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   const leaseVerifier = new LeaseVerifier(() => leaseKeys, config.public_base_url, clock);
   const identity = createIdentityProvider(config.identity);
   const operators: OperatorRecord[] = config.operators.map((o) => ({ name: o.name, apiKeyHash: Buffer.from(o.api_key_sha256, 'hex'), jkt: o.dpop_jkt }));
-  const core: CoreParts = { config, clock, keystore, redis, stateDb, replay, revocation, state };
+  const core: CoreParts = { config, clock, keystore, redis, stateDb, stateWal, replay, revocation, state };
   let ext: Extension;
   try {
     if (!opts.extend) throw new Error('createRuntime needs the pipeline extension');

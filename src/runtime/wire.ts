@@ -32,6 +32,7 @@ import { adminOpsRoutes } from '../app/admin-ops.ts';
 import { publish } from '../observe.ts';
 import { GateError } from '../errors.ts';
 import { reconcileEpoch, raiseEpochFloor, registerEpochFloorMigration } from './epoch-floor.ts';
+import { walProblem, type WalHealth } from '../stores/wal-checkpointer.ts';
 
 const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -165,11 +166,14 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     });
     closers.push(() => reaper.stop());
 
+    // Embedded: the two SQLite files' WALs and their checkpointer threads (status and metrics).
+    const walHealth = (): Record<string, WalHealth | null> => ({ ledger: ledger.walHealth(), state: core.stateWal?.health()[0] ?? null });
     const metrics = new GateMetrics({
       unresolvedIntents: () => ledger.countUnresolvedIntents(),
       oldestPendingApprovalAgeSeconds: () => approvals.oldestPendingAgeSeconds(),
       pendingApprovals: () => approvals.pendingCount(),
       isKnownAction: (id) => active.registry.get(id) !== undefined,
+      ...(config.mode === 'embedded' ? { walHealth } : {}),
     });
     closers.push(() => metrics.close());
 
@@ -246,6 +250,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
         pending_approvals: await approvals.pendingCount().catch(() => null),
         unresolved_intents: await ledger.countUnresolvedIntents().catch(() => null),
         policy_version: engine.info().policy_version,
+        ...(config.mode === 'embedded' ? { wal: walStatus(walHealth()) } : {}),
       }),
       close: async () => {
         for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => {});
@@ -254,4 +259,15 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
   } catch (e) {
     return onFail(e);
   }
+}
+
+/**
+ * GET /v1/admin/status's `wal`: each SQLite file's WAL with `problem` (null when healthy), so a
+ * dead checkpointer or a WAL that keeps growing is visible before the disk fills. A file whose
+ * checkpointer has not started (the ledger before its first write) is left out.
+ */
+export function walStatus(health: Record<string, WalHealth | null>): Record<string, WalHealth & { problem: string | null }> {
+  const out: Record<string, WalHealth & { problem: string | null }> = {};
+  for (const [db, h] of Object.entries(health)) if (h) out[db] = { ...h, problem: walProblem(h) };
+  return out;
 }

@@ -5,7 +5,12 @@ import { setInterval } from 'node:timers';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
-const { paths, intervalMs } = workerData;
+const { paths, intervalMs, progress } = workerData;
+// Per file, four float64 slots the gate reads for health and metrics (WalCheckpointer#health):
+// time of the last checkpoint that ran (ms), WAL frames then, frames checkpointed, time of the last
+// attempt (ms). Plain stores: a reader may see one checkpoint's figures mixed with the next's,
+// which is good enough for monitoring and never used for a decision about data.
+const slots = progress ? new Float64Array(progress) : null;
 const dbs = paths.map((p) => {
   const db = new Database(p, { fileMustExist: true });
   db.pragma('busy_timeout = 0');
@@ -17,7 +22,14 @@ const dbs = paths.map((p) => {
 setInterval(() => {
   for (let i = 0; i < dbs.length; i++) {
     try {
-      dbs[i].pragma('wal_checkpoint(PASSIVE)');
+      const now = Date.now();
+      if (slots) slots[i * 4 + 3] = now;
+      const [r] = dbs[i].pragma('wal_checkpoint(PASSIVE)');
+      if (slots && r && r.busy === 0) {
+        slots[i * 4 + 1] = r.log;
+        slots[i * 4 + 2] = r.checkpointed;
+        slots[i * 4] = now;
+      }
     } catch (err) {
       // SQLITE_BUSY only means another checkpoint is running: try again next time.
       if (err && err.code === 'SQLITE_BUSY') continue;

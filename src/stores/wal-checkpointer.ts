@@ -8,6 +8,7 @@
 // the WAL over: the COMMIT that passes WAL_RESTART_PAGES still runs SQLite's own checkpoint, which
 // then has only the last few frames left to copy, completes, and lets the next commit restart the
 // WAL. The file stays bounded (test/stores/wal-checkpointer.test.ts).
+import { statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 const ENTRY = new URL('./wal-checkpointer-worker.mjs', import.meta.url);
@@ -31,6 +32,34 @@ export interface WalCheckpointerOptions {
 
 const MAX_RESTART_DELAY_MS = 60_000;
 
+/** One database file's WAL as its checkpointer last saw it (GET /v1/admin/status, /metrics). */
+export interface WalHealth {
+  /** Size of the `-wal` file now, in bytes (0 when there is none). */
+  wal_bytes: number;
+  /** Whether the checkpointer thread runs (false between a crash and its restart). */
+  checkpointer_running: boolean;
+  /** Seconds since the last checkpoint completed; null before the first one. */
+  last_checkpoint_age_seconds: number | null;
+  /** Frames the last checkpoint could not copy yet (readers still need them); null before the first. */
+  frames_pending: number | null;
+}
+
+/**
+ * Past these, a WAL is reported as not healthy (the gate's status says `degraded`): the
+ * checkpointer has not completed a checkpoint for WAL_STALE_SECONDS while running, or the file has
+ * grown to four times the size at which commits checkpoint themselves.
+ */
+export const WAL_STALE_SECONDS = 30;
+export const WAL_MAX_HEALTHY_BYTES = 4 * WAL_RESTART_PAGES * 4096;
+
+/** Why a WAL is not healthy, or null. */
+export function walProblem(h: WalHealth): string | null {
+  if (!h.checkpointer_running) return 'checkpointer thread is not running';
+  if (h.last_checkpoint_age_seconds !== null && h.last_checkpoint_age_seconds > WAL_STALE_SECONDS) return `no checkpoint for ${Math.round(h.last_checkpoint_age_seconds)} s`;
+  if (h.wal_bytes > WAL_MAX_HEALTHY_BYTES) return `WAL is ${h.wal_bytes} bytes`;
+  return null;
+}
+
 export class WalCheckpointer {
   readonly #options: WalCheckpointerOptions;
   #worker: Worker | undefined;
@@ -38,18 +67,22 @@ export class WalCheckpointer {
   #closed = false;
   readonly #baseDelayMs: number;
   #delayMs: number;
+  /** Written by the thread (see the worker), kept across restarts. */
+  readonly #progress: Float64Array;
+  readonly #createdAt = Date.now();
 
   constructor(options: WalCheckpointerOptions) {
     this.#options = options;
     this.#baseDelayMs = options.restartDelayMs ?? 1000;
     this.#delayMs = this.#baseDelayMs;
+    this.#progress = new Float64Array(new SharedArrayBuffer(options.paths.length * 4 * Float64Array.BYTES_PER_ELEMENT));
     this.#start();
   }
 
   #start(): void {
     const o = this.#options;
     const worker = new Worker(ENTRY, {
-      workerData: { paths: [...o.paths], intervalMs: o.intervalMs ?? 200 },
+      workerData: { paths: [...o.paths], intervalMs: o.intervalMs ?? 200, progress: this.#progress.buffer },
     });
     this.#worker = worker;
     const startedAt = Date.now();
@@ -75,6 +108,30 @@ export class WalCheckpointer {
   /** True while the thread runs (false between a crash and its restart, and after close). */
   get running(): boolean {
     return this.#worker !== undefined;
+  }
+
+  /**
+   * Each file's WAL: its size now and what the thread last reported. A checkpointer that has run
+   * for longer than WAL_STALE_SECONDS without completing one counts from its creation.
+   */
+  health(now = Date.now()): WalHealth[] {
+    return this.#options.paths.map((path, i) => {
+      const at = this.#progress[i * 4]!;
+      const since = at > 0 ? at : this.#createdAt;
+      let bytes = 0;
+      try {
+        bytes = statSync(`${path}-wal`).size;
+      } catch {
+        // no WAL file (yet, or after a clean close): nothing pending
+      }
+      const age = Math.max(0, (now - since) / 1000);
+      return {
+        wal_bytes: bytes,
+        checkpointer_running: this.running,
+        last_checkpoint_age_seconds: at > 0 || age > WAL_STALE_SECONDS ? Math.round(age * 10) / 10 : null,
+        frames_pending: at > 0 ? Math.max(0, this.#progress[i * 4 + 1]! - this.#progress[i * 4 + 2]!) : null,
+      };
+    });
   }
 
   async close(): Promise<void> {

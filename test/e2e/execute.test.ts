@@ -226,6 +226,21 @@ function suite(backend: 'embedded' | 'production') {
       const st = await admin('GET', '/v1/admin/status');
       assert.equal((st.body as any).status, 'ok');
       assert.equal((st.body as any).unresolved_intents, 0);
+      if (backend === 'embedded') {
+        // Both SQLite files: their WAL, checkpointer thread and last checkpoint, healthy.
+        const wal = (st.body as any).wal;
+        assert.deepEqual(Object.keys(wal).sort(), ['ledger', 'state'], st.text);
+        for (const db of ['ledger', 'state']) {
+          assert.equal(wal[db].checkpointer_running, true, st.text);
+          assert.equal(wal[db].problem, null, st.text);
+          assert.ok(Number.isInteger(wal[db].wal_bytes) && wal[db].wal_bytes >= 0, st.text);
+          assert.match(m.text, new RegExp(`portcullis_sqlite_wal_checkpointer_up\\{db="${db}"\\} 1`));
+          assert.match(m.text, new RegExp(`portcullis_sqlite_wal_bytes\\{db="${db}"\\} \\d+`));
+        }
+      } else {
+        assert.equal((st.body as any).wal, undefined);
+        assert.doesNotMatch(m.text, /portcullis_sqlite_wal_bytes\{/);
+      }
     });
   });
 }

@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openStateDb } from '../../src/stores/sqlite.ts';
-import { WAL_RESTART_PAGES, WalCheckpointer } from '../../src/stores/wal-checkpointer.ts';
+import { WAL_MAX_HEALTHY_BYTES, WAL_RESTART_PAGES, WAL_STALE_SECONDS, WalCheckpointer, walProblem } from '../../src/stores/wal-checkpointer.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 type Db = ReturnType<typeof openStateDb>;
@@ -96,4 +96,58 @@ test('WAL checkpointer: under steady writes the WAL stays bounded (the COMMIT pa
   assert.ok(max < 2 * WAL_RESTART_PAGES * 4120, `WAL reached ${max} bytes`);
   assert.ok(max > WAL_RESTART_PAGES * 4096, `the writes never reached the restart threshold (${max} bytes): the test proves nothing`);
   assert.deepEqual(errors, []);
+});
+
+test('WAL health: after a checkpoint the thread reports its time and the frames left; the WAL size is the file on disk', async (t) => {
+  const { path, db } = stateDbIn(t);
+  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
+  t.after(() => ck.close());
+  const before = ck.health()[0]!;
+  assert.equal(before.checkpointer_running, true);
+  fill(db, 50);
+  let h = ck.health()[0]!;
+  for (let i = 0; i < 250 && h.last_checkpoint_age_seconds === null; i++) {
+    await delay(20);
+    h = ck.health()[0]!;
+  }
+  assert.notEqual(h.last_checkpoint_age_seconds, null, 'no checkpoint reported');
+  assert.ok(h.last_checkpoint_age_seconds! < 5, JSON.stringify(h));
+  assert.equal(h.wal_bytes, statSync(`${path}-wal`).size);
+  assert.ok(h.wal_bytes > 0);
+  // Nothing holds a read snapshot: every frame was copied.
+  assert.equal(h.frames_pending, 0, JSON.stringify(h));
+  assert.equal(walProblem(h), null);
+
+  // A reader holding an old snapshot keeps frames from being copied: they show as pending.
+  const reader = openStateDb(path, { checkpointThread: true });
+  t.after(() => reader.close());
+  reader.exec('BEGIN');
+  reader.prepare('SELECT count(*) FROM kv').get();
+  fill(db, 20);
+  for (let i = 0; i < 250 && !(ck.health()[0]!.frames_pending! > 0); i++) await delay(20);
+  assert.ok(ck.health()[0]!.frames_pending! > 0, JSON.stringify(ck.health()));
+  reader.exec('COMMIT');
+
+  await ck.close();
+  const closed = ck.health()[0]!;
+  assert.equal(closed.checkpointer_running, false);
+  assert.match(walProblem(closed)!, /not running/);
+});
+
+test('WAL health: stale checkpoints and an oversized WAL are problems; a thread that never checkpoints is stale from its start', async (t) => {
+  const ok = { wal_bytes: 4096, checkpointer_running: true, last_checkpoint_age_seconds: 0.2, frames_pending: 0 };
+  assert.equal(walProblem(ok), null);
+  assert.match(walProblem({ ...ok, last_checkpoint_age_seconds: WAL_STALE_SECONDS + 1 })!, /no checkpoint for 31 s/);
+  assert.match(walProblem({ ...ok, wal_bytes: WAL_MAX_HEALTHY_BYTES + 1 })!, /WAL is \d+ bytes/);
+  assert.equal(walProblem({ ...ok, wal_bytes: WAL_MAX_HEALTHY_BYTES }), null);
+
+  // The thread cannot open this file, so it never completes a checkpoint.
+  const ck = new WalCheckpointer({ paths: [join(tempDir(t), 'missing.db')], intervalMs: 20, restartDelayMs: 60_000, onError: () => {} });
+  t.after(() => ck.close());
+  const fresh = ck.health()[0]!;
+  assert.equal(fresh.last_checkpoint_age_seconds, null, 'young: no verdict yet');
+  assert.equal(fresh.wal_bytes, 0);
+  const later = ck.health(Date.now() + (WAL_STALE_SECONDS + 5) * 1000)[0]!;
+  assert.ok(later.last_checkpoint_age_seconds! > WAL_STALE_SECONDS, JSON.stringify(later));
+  assert.notEqual(walProblem(later), null);
 });
