@@ -46,23 +46,22 @@ export class GateMetrics {
       async collect() { this.set(await sources.pendingApprovals().catch(() => -1)); },
     });
     if (sources.walHealth) {
-      // One collect fills all four from the same reading (prom-client collects gauges in order).
-      let reading: Array<[string, WalHealth]> = [];
-      const read = (): Array<[string, WalHealth]> => Object.entries(sources.walHealth!()).filter((e): e is [string, WalHealth] => e[1] !== null);
-      const walGauge = (name: string, help: string, value: (h: WalHealth) => number | null, first = false) => new Gauge({
+      // Each gauge takes its own reading (a stat of each WAL file): no state shared between collects.
+      const walHealth = sources.walHealth;
+      const walGauge = (name: string, help: string, value: (h: WalHealth) => number | null) => new Gauge({
         name, help, labelNames: ['db'], registers: r,
         collect() {
-          if (first) reading = read();
           this.reset();
-          for (const [db, h] of reading) {
+          for (const [db, h] of Object.entries(walHealth())) {
+            if (!h) continue;
             const v = value(h);
             if (v !== null) this.set({ db }, v);
           }
         },
       });
-      walGauge('portcullis_sqlite_wal_bytes', 'Size of the SQLite write-ahead log file, by database', (h) => h.wal_bytes, true);
+      walGauge('portcullis_sqlite_wal_bytes', 'Size of the SQLite write-ahead log file, by database', (h) => h.wal_bytes);
       walGauge('portcullis_sqlite_wal_checkpointer_up', 'Whether the WAL checkpointer thread runs (1) or not (0), by database', (h) => (h.checkpointer_running ? 1 : 0));
-      walGauge('portcullis_sqlite_wal_checkpoint_age_seconds', 'Seconds since the last completed WAL checkpoint, by database', (h) => h.last_checkpoint_age_seconds);
+      walGauge('portcullis_sqlite_wal_checkpoint_age_seconds', 'Seconds since a WAL checkpoint last kept up with the writers, by database', (h) => h.last_checkpoint_age_seconds);
       walGauge('portcullis_sqlite_wal_frames_pending', 'WAL frames the last checkpoint could not copy yet, by database', (h) => h.frames_pending);
     }
     const action = (v: unknown) => (typeof v === 'string' && sources.isKnownAction(v) ? v : 'unknown');

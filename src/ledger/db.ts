@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { LedgerTables } from './schema.ts';
-import { WAL_RESTART_PAGES } from '../stores/wal-checkpointer.ts';
+import { WAL_RESTART_PAGES, WAL_SIZE_LIMIT_BYTES } from '../stores/wal-checkpointer.ts';
 import { ensurePrivateDbFile } from '../stores/private-file.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -349,6 +349,8 @@ export function openSqliteConnection(path: string, busyTimeoutMs: number, opts: 
     sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
     sqlite.pragma('foreign_keys = ON');
     if (opts.checkpointThread) sqlite.pragma(`wal_autocheckpoint = ${WAL_RESTART_PAGES}`);
+    // A WAL that grew (a held snapshot) is cut back when it starts over (wal-checkpointer.ts).
+    sqlite.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   } catch (err) {
     sqlite.close();
     throw err;

@@ -205,9 +205,17 @@ export class Ledger {
     return this.#thread?.failed;
   }
 
-  /** The ledger file's WAL (embedded SQLite with a writer thread, once it has written), else null. */
+  /** The ledger file's WAL (embedded SQLite with a writer thread, once its checkpointer runs), else null. */
   walHealth(): WalHealth | null {
     return this.#thread?.walHealth() ?? null;
+  }
+
+  /**
+   * Starts the WAL checkpointer thread now instead of with the first write (the gate does, so its
+   * health is reported from start-up). No-op without a writer thread.
+   */
+  startWalCheckpointer(): void {
+    this.#thread?.startCheckpointer();
   }
 
   /** @internal tests: how many batches ran on this thread's connection instead of the writer thread. */

@@ -166,7 +166,7 @@ export class WriterThread {
     });
   }
 
-  /** The WAL as the checkpointer reports it; null before the first write started it. */
+  /** The WAL as the checkpointer reports it; null until it is started (first write, or startCheckpointer). */
   walHealth(): WalHealth | null {
     return this.#checkpointer?.health()[0] ?? null;
   }

@@ -92,6 +92,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     const alone = config.ledger.inline_when_alone ? () => core.state.requests <= 1 : undefined;
     const ledger = await openLedger({ database, keys: keystore, clock, ...(alone ? { inlineWhen: alone } : {}) });
     closers.push(() => ledger.close());
+    ledger.startWalCheckpointer();
     const checkpointer = startCheckpointer(ledger, {
       everyEvents: config.ledger.checkpoint_every_events,
       intervalMs: config.ledger.checkpoint_every_seconds * 1000,

@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { pingSqlite } from './ping.ts';
 import { ensurePrivateDbFile } from './private-file.ts';
-import { WAL_RESTART_PAGES } from './wal-checkpointer.ts';
+import { WAL_RESTART_PAGES, WAL_SIZE_LIMIT_BYTES } from './wal-checkpointer.ts';
 import { GateError } from '../errors.ts';
 import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
 
@@ -22,6 +22,8 @@ export function openStateDb(path: string, opts: { checkpointThread?: boolean } =
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   if (opts.checkpointThread) db.pragma(`wal_autocheckpoint = ${WAL_RESTART_PAGES}`);
+  // A WAL that grew (a held snapshot) is cut back when it starts over (wal-checkpointer.ts).
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS replay (k TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS replay_exp ON replay(expires_at);

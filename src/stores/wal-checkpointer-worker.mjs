@@ -5,11 +5,13 @@ import { setInterval } from 'node:timers';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
-const { paths, intervalMs, progress } = workerData;
-// Per file, four float64 slots the gate reads for health and metrics (WalCheckpointer#health):
-// time of the last checkpoint that ran (ms), WAL frames then, frames checkpointed, time of the last
-// attempt (ms). Plain stores: a reader may see one checkpoint's figures mixed with the next's,
-// which is good enough for monitoring and never used for a decision about data.
+const { paths, intervalMs, progress, keptUpFrames, journalSizeLimit } = workerData;
+// Per file, three float64 slots the gate reads for health and metrics (WalCheckpointer#health):
+// [0] when a checkpoint last ran (ms), [1] the frames it left uncopied (a reader's snapshot still
+// needs them, or they were committed while it ran), [2] when one last kept up, i.e. left at most
+// `keptUpFrames` uncopied (ms). Plain stores, each figure in one slot: a reader may see one
+// checkpoint's time beside the previous one's backlog, which is good enough for monitoring and
+// never used for a decision about data.
 const slots = progress ? new Float64Array(progress) : null;
 const dbs = paths.map((p) => {
   const db = new Database(p, { fileMustExist: true });
@@ -17,18 +19,20 @@ const dbs = paths.map((p) => {
   db.pragma('wal_autocheckpoint = 0');
   // Checkpoints fsync the WAL before copying and the database file after (made explicit).
   db.pragma('synchronous = FULL');
+  db.pragma(`journal_size_limit = ${journalSizeLimit}`);
   return db;
 });
 setInterval(() => {
   for (let i = 0; i < dbs.length; i++) {
     try {
       const now = Date.now();
-      if (slots) slots[i * 4 + 3] = now;
       const [r] = dbs[i].pragma('wal_checkpoint(PASSIVE)');
-      if (slots && r && r.busy === 0) {
-        slots[i * 4 + 1] = r.log;
-        slots[i * 4 + 2] = r.checkpointed;
-        slots[i * 4] = now;
+      // log = -1: the file is not in WAL mode, nothing was checkpointed (not a healthy reading).
+      if (slots && r && r.busy === 0 && r.log >= 0) {
+        const pending = Math.max(0, r.log - r.checkpointed);
+        slots[i * 3 + 1] = pending;
+        slots[i * 3] = now;
+        if (pending <= keptUpFrames) slots[i * 3 + 2] = now;
       }
     } catch (err) {
       // SQLITE_BUSY only means another checkpoint is running: try again next time.

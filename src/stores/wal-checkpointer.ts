@@ -16,6 +16,16 @@ const ENTRY = new URL('./wal-checkpointer-worker.mjs', import.meta.url);
 /** `wal_autocheckpoint` of connections whose file a WalCheckpointer thread checkpoints (16 MiB of 4 KiB pages). */
 export const WAL_RESTART_PAGES = 4096;
 
+/**
+ * `journal_size_limit` of those connections: when a writer starts the WAL over, a file that grew
+ * past this (a reader held an old snapshot, a large transaction) is truncated back to it. Without
+ * it the `-wal` file keeps its largest size until the last connection closes.
+ */
+export const WAL_SIZE_LIMIT_BYTES = WAL_RESTART_PAGES * 4096;
+
+/** A checkpoint that leaves at most this many frames uncopied has kept up with the writers. */
+export const WAL_KEPT_UP_FRAMES = 1024;
+
 export interface WalCheckpointerOptions {
   /** Database files (in WAL mode, already created) to checkpoint. */
   paths: readonly string[];
@@ -38,16 +48,20 @@ export interface WalHealth {
   wal_bytes: number;
   /** Whether the checkpointer thread runs (false between a crash and its restart). */
   checkpointer_running: boolean;
-  /** Seconds since the last checkpoint completed; null before the first one. */
+  /**
+   * Seconds since a checkpoint last kept up (left at most WAL_KEPT_UP_FRAMES uncopied); null while
+   * the thread is younger than WAL_STALE_SECONDS and none has yet. Grows while a reader's snapshot
+   * (or a failing thread) keeps the WAL from being copied back.
+   */
   last_checkpoint_age_seconds: number | null;
-  /** Frames the last checkpoint could not copy yet (readers still need them); null before the first. */
+  /** Frames the last checkpoint left uncopied (a reader still needs them); null before the first. */
   frames_pending: number | null;
 }
 
 /**
- * Past these, a WAL is reported as not healthy (the gate's status says `degraded`): the
- * checkpointer has not completed a checkpoint for WAL_STALE_SECONDS while running, or the file has
- * grown to four times the size at which commits checkpoint themselves.
+ * Past these, a WAL is reported as not healthy (`problem` in the gate's status; `status` itself
+ * is unchanged): no checkpoint has kept up for WAL_STALE_SECONDS, or the file has grown to four
+ * times the size at which commits checkpoint themselves.
  */
 export const WAL_STALE_SECONDS = 30;
 export const WAL_MAX_HEALTHY_BYTES = 4 * WAL_RESTART_PAGES * 4096;
@@ -55,7 +69,7 @@ export const WAL_MAX_HEALTHY_BYTES = 4 * WAL_RESTART_PAGES * 4096;
 /** Why a WAL is not healthy, or null. */
 export function walProblem(h: WalHealth): string | null {
   if (!h.checkpointer_running) return 'checkpointer thread is not running';
-  if (h.last_checkpoint_age_seconds !== null && h.last_checkpoint_age_seconds > WAL_STALE_SECONDS) return `no checkpoint for ${Math.round(h.last_checkpoint_age_seconds)} s`;
+  if (h.last_checkpoint_age_seconds !== null && h.last_checkpoint_age_seconds > WAL_STALE_SECONDS) return `no checkpoint has kept up for ${Math.round(h.last_checkpoint_age_seconds)} s`;
   if (h.wal_bytes > WAL_MAX_HEALTHY_BYTES) return `WAL is ${h.wal_bytes} bytes`;
   return null;
 }
@@ -75,14 +89,17 @@ export class WalCheckpointer {
     this.#options = options;
     this.#baseDelayMs = options.restartDelayMs ?? 1000;
     this.#delayMs = this.#baseDelayMs;
-    this.#progress = new Float64Array(new SharedArrayBuffer(options.paths.length * 4 * Float64Array.BYTES_PER_ELEMENT));
+    this.#progress = new Float64Array(new SharedArrayBuffer(options.paths.length * 3 * Float64Array.BYTES_PER_ELEMENT));
     this.#start();
   }
 
   #start(): void {
     const o = this.#options;
     const worker = new Worker(ENTRY, {
-      workerData: { paths: [...o.paths], intervalMs: o.intervalMs ?? 200, progress: this.#progress.buffer },
+      workerData: {
+        paths: [...o.paths], intervalMs: o.intervalMs ?? 200, progress: this.#progress.buffer,
+        keptUpFrames: WAL_KEPT_UP_FRAMES, journalSizeLimit: WAL_SIZE_LIMIT_BYTES,
+      },
     });
     this.#worker = worker;
     const startedAt = Date.now();
@@ -111,12 +128,14 @@ export class WalCheckpointer {
   }
 
   /**
-   * Each file's WAL: its size now and what the thread last reported. A checkpointer that has run
-   * for longer than WAL_STALE_SECONDS without completing one counts from its creation.
+   * Each file's WAL: its size now and what the thread last reported. Until a checkpoint has kept
+   * up, the age counts from this checkpointer's creation (a thread that never manages one, or keeps
+   * dying, is reported once WAL_STALE_SECONDS have passed).
    */
   health(now = Date.now()): WalHealth[] {
     return this.#options.paths.map((path, i) => {
-      const at = this.#progress[i * 4]!;
+      const ran = this.#progress[i * 3]!;
+      const at = this.#progress[i * 3 + 2]!;
       const since = at > 0 ? at : this.#createdAt;
       let bytes = 0;
       try {
@@ -129,7 +148,7 @@ export class WalCheckpointer {
         wal_bytes: bytes,
         checkpointer_running: this.running,
         last_checkpoint_age_seconds: at > 0 || age > WAL_STALE_SECONDS ? Math.round(age * 10) / 10 : null,
-        frames_pending: at > 0 ? Math.max(0, this.#progress[i * 4 + 1]! - this.#progress[i * 4 + 2]!) : null,
+        frames_pending: ran > 0 ? this.#progress[i * 3 + 1]! : null,
       };
     });
   }

@@ -236,6 +236,8 @@ function suite(backend: 'embedded' | 'production') {
           assert.ok(Number.isInteger(wal[db].wal_bytes) && wal[db].wal_bytes >= 0, st.text);
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_checkpointer_up\\{db="${db}"\\} 1`));
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_bytes\\{db="${db}"\\} \\d+`));
+          assert.match(m.text, new RegExp(`portcullis_sqlite_wal_frames_pending\\{db="${db}"\\} \\d+`));
+          assert.match(m.text, new RegExp(`portcullis_sqlite_wal_checkpoint_age_seconds\\{db="${db}"\\} [\\d.]+`));
         }
       } else {
         assert.equal((st.body as any).wal, undefined);

@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openStateDb } from '../../src/stores/sqlite.ts';
-import { WAL_MAX_HEALTHY_BYTES, WAL_RESTART_PAGES, WAL_STALE_SECONDS, WalCheckpointer, walProblem } from '../../src/stores/wal-checkpointer.ts';
+import { WAL_KEPT_UP_FRAMES, WAL_MAX_HEALTHY_BYTES, WAL_RESTART_PAGES, WAL_SIZE_LIMIT_BYTES, WAL_STALE_SECONDS, WalCheckpointer, walProblem } from '../../src/stores/wal-checkpointer.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 type Db = ReturnType<typeof openStateDb>;
@@ -102,8 +102,7 @@ test('WAL health: after a checkpoint the thread reports its time and the frames 
   const { path, db } = stateDbIn(t);
   const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
   t.after(() => ck.close());
-  const before = ck.health()[0]!;
-  assert.equal(before.checkpointer_running, true);
+  assert.equal(ck.health()[0]!.checkpointer_running, true);
   fill(db, 50);
   let h = ck.health()[0]!;
   for (let i = 0; i < 250 && h.last_checkpoint_age_seconds === null; i++) {
@@ -118,26 +117,77 @@ test('WAL health: after a checkpoint the thread reports its time and the frames 
   assert.equal(h.frames_pending, 0, JSON.stringify(h));
   assert.equal(walProblem(h), null);
 
-  // A reader holding an old snapshot keeps frames from being copied: they show as pending.
-  const reader = openStateDb(path, { checkpointThread: true });
-  t.after(() => reader.close());
-  reader.exec('BEGIN');
-  reader.prepare('SELECT count(*) FROM kv').get();
-  fill(db, 20);
-  for (let i = 0; i < 250 && !(ck.health()[0]!.frames_pending! > 0); i++) await delay(20);
-  assert.ok(ck.health()[0]!.frames_pending! > 0, JSON.stringify(ck.health()));
-  reader.exec('COMMIT');
-
   await ck.close();
   const closed = ck.health()[0]!;
   assert.equal(closed.checkpointer_running, false);
   assert.match(walProblem(closed)!, /not running/);
 });
 
+test('WAL health: a reader holding an old snapshot shows as pending frames, and once far behind the checkpoint age stops falling until it lets go', async (t) => {
+  const { path, db } = stateDbIn(t);
+  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
+  t.after(() => ck.close());
+  const reader = openStateDb(path, { checkpointThread: true });
+  t.after(() => reader.close());
+  const ageAfter = async (ms: number) => {
+    await delay(ms);
+    return ck.health()[0]!;
+  };
+  fill(db, 10);
+  let start = ck.health()[0]!;
+  for (let i = 0; i < 250 && start.last_checkpoint_age_seconds === null; i++) start = await ageAfter(20);
+  assert.notEqual(start.last_checkpoint_age_seconds, null, 'no checkpoint kept up before the test');
+  reader.exec('BEGIN');
+  reader.prepare('SELECT count(*) FROM kv').get();
+  // Far more than WAL_KEPT_UP_FRAMES frames behind the reader's snapshot.
+  fill(db, WAL_KEPT_UP_FRAMES + 500);
+  let h = ck.health()[0]!;
+  for (let i = 0; i < 250 && !(h.frames_pending! > WAL_KEPT_UP_FRAMES); i++) h = await ageAfter(20);
+  assert.ok(h.frames_pending! > WAL_KEPT_UP_FRAMES, JSON.stringify(h));
+  // Checkpoints keep running (pending is refreshed) but none keeps up: the age grows.
+  const stuck = await ageAfter(600);
+  assert.ok(stuck.last_checkpoint_age_seconds! >= 0.5, JSON.stringify(stuck));
+  assert.ok(stuck.frames_pending! > WAL_KEPT_UP_FRAMES, JSON.stringify(stuck));
+  // Injected clock: the same state 31 s on is a problem.
+  assert.match(walProblem(ck.health(Date.now() + (WAL_STALE_SECONDS + 1) * 1000)[0]!)!, /no checkpoint has kept up for \d+ s/);
+  reader.exec('COMMIT');
+  let after = ck.health()[0]!;
+  for (let i = 0; i < 250 && !(after.last_checkpoint_age_seconds! < 0.3 && after.frames_pending === 0); i++) after = await ageAfter(20);
+  assert.ok(after.last_checkpoint_age_seconds! < 0.3, JSON.stringify(after));
+  assert.equal(after.frames_pending, 0);
+  assert.equal(walProblem(after), null);
+});
+
+test('WAL: a file that grew behind a held snapshot is cut back to WAL_SIZE_LIMIT_BYTES when the WAL starts over', async (t) => {
+  const { path, db } = stateDbIn(t);
+  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
+  t.after(() => ck.close());
+  const reader = openStateDb(path, { checkpointThread: true });
+  t.after(() => reader.close());
+  reader.exec('BEGIN');
+  reader.prepare('SELECT count(*) FROM kv').get();
+  // Two rows of 2 KB per 4 KiB page: past the limit with room to spare.
+  fill(db, Math.ceil((WAL_SIZE_LIMIT_BYTES * 1.5) / 2048));
+  const grown = statSync(`${path}-wal`).size;
+  assert.ok(grown > WAL_SIZE_LIMIT_BYTES, `WAL ${grown} bytes`);
+  reader.exec('COMMIT');
+  // The checkpointer copies everything back; the next write transaction starts the WAL over.
+  for (let i = 0; i < 250 && ck.health()[0]!.frames_pending !== 0; i++) await delay(20);
+  assert.equal(ck.health()[0]!.frames_pending, 0);
+  let size = grown;
+  for (let i = 0; i < 100 && size > WAL_SIZE_LIMIT_BYTES; i++) {
+    fill(db, 5);
+    await delay(30);
+    size = statSync(`${path}-wal`).size;
+  }
+  assert.ok(size <= WAL_SIZE_LIMIT_BYTES, `WAL still ${size} bytes (limit ${WAL_SIZE_LIMIT_BYTES})`);
+  assert.equal(ck.health()[0]!.wal_bytes, size);
+});
+
 test('WAL health: stale checkpoints and an oversized WAL are problems; a thread that never checkpoints is stale from its start', async (t) => {
   const ok = { wal_bytes: 4096, checkpointer_running: true, last_checkpoint_age_seconds: 0.2, frames_pending: 0 };
   assert.equal(walProblem(ok), null);
-  assert.match(walProblem({ ...ok, last_checkpoint_age_seconds: WAL_STALE_SECONDS + 1 })!, /no checkpoint for 31 s/);
+  assert.match(walProblem({ ...ok, last_checkpoint_age_seconds: WAL_STALE_SECONDS + 1 })!, /no checkpoint has kept up for 31 s/);
   assert.match(walProblem({ ...ok, wal_bytes: WAL_MAX_HEALTHY_BYTES + 1 })!, /WAL is \d+ bytes/);
   assert.equal(walProblem({ ...ok, wal_bytes: WAL_MAX_HEALTHY_BYTES }), null);
 
