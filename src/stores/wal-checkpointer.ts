@@ -19,9 +19,10 @@ export const WAL_RESTART_PAGES = 4096;
 /**
  * `journal_size_limit` of those connections: when a writer starts the WAL over, a file that grew
  * past this (a reader held an old snapshot, a large transaction) is truncated back to it. Without
- * it the `-wal` file keeps its largest size until the last connection closes.
+ * it the `-wal` file keeps its largest size until the last connection closes. Twice the size at
+ * which commits checkpoint themselves, so a WAL in its normal cycle is never truncated.
  */
-export const WAL_SIZE_LIMIT_BYTES = WAL_RESTART_PAGES * 4096;
+export const WAL_SIZE_LIMIT_BYTES = 2 * WAL_RESTART_PAGES * 4096;
 
 /** A checkpoint that leaves at most this many frames uncopied has kept up with the writers. */
 export const WAL_KEPT_UP_FRAMES = 1024;
