@@ -72,6 +72,10 @@ test('up: creates DIR 0700 with keys, config, operator.json 0600; sockets 0660/0
     const st = cli(['status', '--state-dir', dir, '--json']);
     assert.equal(st.status, 0, st.stderr);
     assert.equal(JSON.parse(st.stdout).status, 'ok');
+    // Text form: one line per WAL, healthy.
+    const text = cli(['status', '--state-dir', dir]);
+    assert.equal(text.status, 0, text.stderr);
+    for (const db of ['ledger', 'state']) assert.match(text.stdout, new RegExp(`^wal\\.${db}\\s+[\\d.]+ MiB, checkpointer up, .*: ok$`, 'm'), text.stdout);
     const ep = cli(['epoch', '--state-dir', dir]);
     assert.match(ep.stdout, /current epoch 0/);
     const viaEnv = cli(['epoch', '--json'], { PORTCULLIS_STATE_DIR: dir });

@@ -4,6 +4,30 @@ import { CliError } from '../admin-client.ts';
 
 const adminUsage = '[--state-dir DIR | --admin-socket PATH --credential FILE] [--json]';
 
+/** One WAL (GET /v1/admin/status `wal.<db>`) on one line: size, thread, last kept-up checkpoint, backlog, problem. */
+function walLine(w: Record<string, unknown>): string {
+  const mib = typeof w.wal_bytes === 'number' ? `${(w.wal_bytes / 1048576).toFixed(1)} MiB` : '?';
+  const age = typeof w.last_checkpoint_age_seconds === 'number' ? `kept up ${w.last_checkpoint_age_seconds} s ago` : 'no checkpoint yet';
+  const thread = w.checkpointer_running === true ? 'checkpointer up' : 'checkpointer DOWN';
+  const pending = typeof w.frames_pending === 'number' ? `${w.frames_pending} frames pending` : 'frames pending ?';
+  return `${mib}, ${thread}, ${age}, ${pending}: ${typeof w.problem === 'string' ? `PROBLEM: ${w.problem}` : 'ok'}`;
+}
+
+/** `portcullis status` without --json: one line per field, one per WAL. */
+export function formatStatus(b: Record<string, unknown>): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(b)) {
+    if (k === 'wal' && typeof v === 'object' && v !== null) {
+      for (const [db, w] of Object.entries(v as Record<string, unknown>)) {
+        if (typeof w === 'object' && w !== null) lines.push(`${`wal.${db}`.padEnd(22)} ${walLine(w as Record<string, unknown>)}`);
+      }
+      continue;
+    }
+    lines.push(`${k.padEnd(22)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  }
+  return lines.join('\n');
+}
+
 export const coreCommands: Command[] = [
   {
     name: 'status',
@@ -11,8 +35,7 @@ export const coreCommands: Command[] = [
     usage: `portcullis status ${adminUsage}`,
     async run(argv) {
       const { values } = parse(argv, ADMIN_OPTIONS, false);
-      return adminCall(values, 'GET', '/v1/admin/status', undefined, (b) => Object.entries(b)
-        .map(([k, v]) => `${k.padEnd(22)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'));
+      return adminCall(values, 'GET', '/v1/admin/status', undefined, formatStatus);
     },
   },
   {
