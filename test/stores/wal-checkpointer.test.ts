@@ -21,6 +21,22 @@ function stateDbIn(t: { after(fn: () => unknown): void }): { path: string; db: D
   return { path, db };
 }
 
+/** A state database, its checkpointer thread (20 ms) and a second connection to hold a read snapshot with. */
+function checkpointedWithReader(t: { after(fn: () => unknown): void }) {
+  const { path, db } = stateDbIn(t);
+  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
+  t.after(() => ck.close());
+  const reader = openStateDb(path, { checkpointThread: true });
+  t.after(() => reader.close());
+  return { path, db, ck, reader };
+}
+
+/** Opens a read transaction: the WAL frames written after this cannot be checkpointed until COMMIT. */
+function holdSnapshot(reader: Db): void {
+  reader.exec('BEGIN');
+  reader.prepare('SELECT count(*) FROM kv').get();
+}
+
 function fill(db: Db, rows: number): void {
   const ins = db.prepare('INSERT INTO kv (k, v) VALUES (?, ?)');
   for (let i = 0; i < rows; i++) ins.run(`k-${i}-${Math.random()}`, 'v'.repeat(2000));
@@ -124,11 +140,7 @@ test('WAL health: after a checkpoint the thread reports its time and the frames 
 });
 
 test('WAL health: a reader holding an old snapshot shows as pending frames, and once far behind the checkpoint age stops falling until it lets go', async (t) => {
-  const { path, db } = stateDbIn(t);
-  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
-  t.after(() => ck.close());
-  const reader = openStateDb(path, { checkpointThread: true });
-  t.after(() => reader.close());
+  const { path, db, ck, reader } = checkpointedWithReader(t);
   const ageAfter = async (ms: number) => {
     await delay(ms);
     return ck.health()[0]!;
@@ -137,8 +149,7 @@ test('WAL health: a reader holding an old snapshot shows as pending frames, and 
   let start = ck.health()[0]!;
   for (let i = 0; i < 250 && start.last_checkpoint_age_seconds === null; i++) start = await ageAfter(20);
   assert.notEqual(start.last_checkpoint_age_seconds, null, 'no checkpoint kept up before the test');
-  reader.exec('BEGIN');
-  reader.prepare('SELECT count(*) FROM kv').get();
+  holdSnapshot(reader);
   // Far more than WAL_KEPT_UP_FRAMES frames behind the reader's snapshot.
   fill(db, WAL_KEPT_UP_FRAMES + 500);
   let h = ck.health()[0]!;
@@ -159,13 +170,8 @@ test('WAL health: a reader holding an old snapshot shows as pending frames, and 
 });
 
 test('WAL: a file that grew behind a held snapshot is cut back to WAL_SIZE_LIMIT_BYTES when the WAL starts over', async (t) => {
-  const { path, db } = stateDbIn(t);
-  const ck = new WalCheckpointer({ paths: [path], intervalMs: 20 });
-  t.after(() => ck.close());
-  const reader = openStateDb(path, { checkpointThread: true });
-  t.after(() => reader.close());
-  reader.exec('BEGIN');
-  reader.prepare('SELECT count(*) FROM kv').get();
+  const { path, db, ck, reader } = checkpointedWithReader(t);
+  holdSnapshot(reader);
   // Two rows of 2 KB per 4 KiB page: past the limit with room to spare.
   fill(db, Math.ceil((WAL_SIZE_LIMIT_BYTES * 1.5) / 2048));
   const grown = statSync(`${path}-wal`).size;
