@@ -140,7 +140,7 @@ test('WAL health: after a checkpoint the thread reports its time and the frames 
 });
 
 test('WAL health: a reader holding an old snapshot shows as pending frames, and once far behind the checkpoint age stops falling until it lets go', async (t) => {
-  const { path, db, ck, reader } = checkpointedWithReader(t);
+  const { db, ck, reader } = checkpointedWithReader(t);
   const ageAfter = async (ms: number) => {
     await delay(ms);
     return ck.health()[0]!;
