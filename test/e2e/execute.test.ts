@@ -228,19 +228,20 @@ function suite(backend: 'embedded' | 'production') {
       assert.equal((st.body as any).unresolved_intents, 0);
       if (backend === 'embedded') {
         // Both SQLite files: their WAL, checkpointer thread and last checkpoint, healthy.
-        const wal = (st.body as any).wal;
+        const wal = (st.body as { wal: Record<string, { checkpointer_running: boolean; problem: string | null; wal_bytes: number }> }).wal;
         assert.deepEqual(Object.keys(wal).sort(), ['ledger', 'state'], st.text);
         for (const db of ['ledger', 'state']) {
-          assert.equal(wal[db].checkpointer_running, true, st.text);
-          assert.equal(wal[db].problem, null, st.text);
-          assert.ok(Number.isInteger(wal[db].wal_bytes) && wal[db].wal_bytes >= 0, st.text);
+          const w = wal[db]!;
+          assert.equal(w.checkpointer_running, true, st.text);
+          assert.equal(w.problem, null, st.text);
+          assert.ok(Number.isInteger(w.wal_bytes) && w.wal_bytes >= 0, st.text);
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_checkpointer_up\\{db="${db}"\\} 1`));
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_bytes\\{db="${db}"\\} \\d+`));
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_frames_pending\\{db="${db}"\\} \\d+`));
           assert.match(m.text, new RegExp(`portcullis_sqlite_wal_checkpoint_age_seconds\\{db="${db}"\\} [\\d.]+`));
         }
       } else {
-        assert.equal((st.body as any).wal, undefined);
+        assert.equal((st.body as { wal?: unknown }).wal, undefined);
         assert.doesNotMatch(m.text, /portcullis_sqlite_wal_bytes\{/);
       }
     });
