@@ -265,7 +265,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
 /**
  * GET /v1/admin/status's `wal`: each SQLite file's WAL with `problem` (null when healthy), so a
  * dead checkpointer or a WAL that keeps growing is visible before the disk fills. A file whose
- * checkpointer has not started (the ledger before its first write) is left out.
+ * checkpointer was never started (null) is left out; the gate starts both at start-up.
  */
 export function walStatus(health: Record<string, WalHealth | null>): Record<string, WalHealth & { problem: string | null }> {
   const out: Record<string, WalHealth & { problem: string | null }> = {};
