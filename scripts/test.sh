@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 shopt -s globstar nullglob
 files=(test/**/*.test.ts)
 if ((${#files[@]} == 0)); then echo "no test files found" >&2; exit 1; fi
-exec node --import tsx --import ./src/loader/register.mjs --test --test-concurrency=2 --test-timeout=240000 "$@" "${files[@]}"
+# hang-watch: a test file still running after 150 s says what keeps it alive (the runner kills it
+# at 240 s and reports nothing from inside it).
+exec node --import tsx --import ./src/loader/register.mjs --import ./test/helpers/hang-watch.mjs --test --test-concurrency=2 --test-timeout=240000 "$@" "${files[@]}"
