@@ -15,7 +15,7 @@ function runTests(dir: string, body: string, timeoutMs: number) {
   const file = join(dir, 'fixture.test.mjs');
   writeFileSync(file, `import { test } from 'node:test';\n${body}\n`);
   // A fresh runner: this process's NODE_TEST_CONTEXT would make the nested one act as a child.
-  const env = { ...process.env, PORTCULLIS_TEST_HANG_REPORT_MS: '500' };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORTCULLIS_TEST_HANG_REPORT_MS: '500' };
   delete env.NODE_TEST_CONTEXT;
   return spawnSync(process.execPath, ['--import', WATCH, '--test', `--test-timeout=${timeoutMs}`, file], { env, encoding: 'utf8', timeout: 60_000 });
 }
