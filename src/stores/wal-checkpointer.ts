@@ -16,13 +16,16 @@ const ENTRY = new URL('./wal-checkpointer-worker.mjs', import.meta.url);
 /** `wal_autocheckpoint` of connections whose file a WalCheckpointer thread checkpoints (16 MiB of 4 KiB pages). */
 export const WAL_RESTART_PAGES = 4096;
 
+/** The WAL size at which a commit checkpoints itself (WAL_RESTART_PAGES pages of 4 KiB). */
+const WAL_RESTART_BYTES = WAL_RESTART_PAGES * 4096;
+
 /**
  * `journal_size_limit` of those connections: when a writer starts the WAL over, a file that grew
  * past this (a reader held an old snapshot, a large transaction) is truncated back to it. Without
  * it the `-wal` file keeps its largest size until the last connection closes. Twice the size at
  * which commits checkpoint themselves, so a WAL in its normal cycle is never truncated.
  */
-export const WAL_SIZE_LIMIT_BYTES = 2 * WAL_RESTART_PAGES * 4096;
+export const WAL_SIZE_LIMIT_BYTES = 2 * WAL_RESTART_BYTES;
 
 /** A checkpoint that leaves at most this many frames uncopied has kept up with the writers. */
 export const WAL_KEPT_UP_FRAMES = 1024;
@@ -65,7 +68,7 @@ export interface WalHealth {
  * times the size at which commits checkpoint themselves.
  */
 export const WAL_STALE_SECONDS = 30;
-export const WAL_MAX_HEALTHY_BYTES = 4 * WAL_RESTART_PAGES * 4096;
+export const WAL_MAX_HEALTHY_BYTES = 4 * WAL_RESTART_BYTES;
 
 /** Why a WAL is not healthy, or null. */
 export function walProblem(h: WalHealth): string | null {

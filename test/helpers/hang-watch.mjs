@@ -9,13 +9,12 @@ import { setTimeout } from 'node:timers';
 
 const HANG_REPORT_MS = Number(process.env.PORTCULLIS_TEST_HANG_REPORT_MS) || 150_000;
 
-function report(afterMs) {
-  const started = Date.now() - afterMs;
+function report() {
   const resources = process.getActiveResourcesInfo();
   const counts = {};
   for (const r of resources) counts[r] = (counts[r] ?? 0) + 1;
   process.stderr.write(
-    `hang-watch: ${process.argv[1] ?? '?'} still running ${Math.round((Date.now() - started) / 1000)} s after start; ` +
+    `hang-watch: ${process.argv[1] ?? '?'} still running ${Math.round(process.uptime())} s after start; ` +
     `pending: ${Object.entries(counts).map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}; ` +
     `memory rss ${Math.round(process.memoryUsage().rss / 1048576)} MiB\n`,
   );
@@ -23,6 +22,6 @@ function report(afterMs) {
 
 // Only in the per-file child processes (the runner itself legitimately runs for minutes).
 if (process.env.NODE_TEST_CONTEXT?.startsWith('child')) {
-  setTimeout(() => report(HANG_REPORT_MS), HANG_REPORT_MS).unref();
-  setTimeout(() => report(HANG_REPORT_MS + 60_000), HANG_REPORT_MS + 60_000).unref();
+  setTimeout(report, HANG_REPORT_MS).unref();
+  setTimeout(report, HANG_REPORT_MS + 60_000).unref();
 }
