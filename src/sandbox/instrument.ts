@@ -1,11 +1,14 @@
 // Turns a verified provider module into the module the sandbox runs: a fuel counter at every
 // function entry, loop header and return (binaryen `log-execution`, its import replaced by an
 // exported i64 `__fuel` that is decremented and traps below zero), an `__oom` flag set when
-// `memory.grow` fails, and a memory maximum capped from the manifest. The module's own imports must
-// be a subset of Extism's kernel; anything else is refused before any code runs.
+// `memory.grow` fails, and a memory maximum capped from the manifest. The capped memory is then
+// turned into an import (`portcullis:sandbox.memory`, same limits): the sandbox gives each fresh
+// instance a zeroed memory of its own from a pool, instead of V8 mapping (and the GC unmapping) a
+// new one per call. The module's own imports must be a subset of Extism's kernel; anything else,
+// a memory import included, is refused before any code runs.
 import binaryen from 'binaryen';
 import { createHash } from 'node:crypto';
-import { capMemory, WasmFormatError, type MemoryLimits } from './wasm-binary.ts';
+import { capMemory, importMemory, WasmFormatError, type MemoryLimits } from './wasm-binary.ts';
 import { compileModule, moduleExports, moduleImports, type WasmModule } from './wasm-api.ts';
 
 /** The exported function the host calls once per step. */
@@ -13,6 +16,8 @@ export const ENTRYPOINT = 'step';
 export const FUEL_GLOBAL = '__fuel';
 export const OOM_GLOBAL = '__oom';
 export const EXTISM_NAMESPACE = 'extism:host/env';
+/** Where the instrumented module imports its linear memory from (module, name). */
+export const MEMORY_IMPORT = { module: 'portcullis:sandbox', name: 'memory' } as const;
 export const PAGE_BYTES = 65536;
 
 /** Extism kernel functions a provider may import. No HTTP (the step protocol replaces it), no WASI. */
@@ -46,7 +51,7 @@ export const FEATURES =
   F.MutableGlobals | F.NontrappingFPToInt | F.SIMD128 | F.BulkMemory | F.BulkMemoryOpt | F.SignExt | F.ReferenceTypes | F.Multivalue;
 
 /** Bumped whenever the instrumentation changes, so cached results are never reused across versions. */
-export const INSTRUMENTATION_VERSION = 1;
+export const INSTRUMENTATION_VERSION = 2;
 
 /** Functions binaryen's passes import; each is replaced by an internal definition below. */
 const PASS_IMPORTS = [
@@ -77,7 +82,8 @@ export interface InstrumentedModule {
   instrumentedDigest: string;
   bytes: Uint8Array;
   module: WasmModule;
-  memory: MemoryLimits;
+  /** The limits of the memory the module imports as MEMORY_IMPORT (maximum capped). */
+  memory: MemoryLimits & { maximum: number };
   /** Kernel functions the module imports (all from `extism:host/env`). */
   imports: string[];
 }
@@ -187,9 +193,9 @@ export function instrumentModule(original: Uint8Array, options: InstrumentOption
     m.dispose();
   }
 
-  let capped: { bytes: Uint8Array; limits: MemoryLimits };
+  let capped: { bytes: Uint8Array; limits: MemoryLimits & { maximum: number } };
   try {
-    capped = capMemory(emitted, options.maxPages);
+    capped = importMemory(capMemory(emitted, options.maxPages).bytes, MEMORY_IMPORT.module, MEMORY_IMPORT.name);
   } catch (err) {
     if (err instanceof WasmFormatError) throw new ModuleRejectedError(err.message, { cause: err });
     throw err;
@@ -200,10 +206,11 @@ export function instrumentModule(original: Uint8Array, options: InstrumentOption
   } catch (err) {
     throw new ModuleRejectedError('instrumented module does not compile', { cause: err });
   }
-  // The instrumentation may add nothing to the module's interface but the two globals.
-  const after = moduleImports(module).map((i) => `${i.module}.${i.name}`);
-  const before = new Set(imports.map((n) => `${EXTISM_NAMESPACE}.${n}`));
-  if (after.some((i) => !before.has(i))) throw new ModuleRejectedError('instrumentation left an unexpected import');
+  // The instrumentation may add nothing to the module's interface but the two globals and the
+  // memory import.
+  const after = moduleImports(module).map((i) => `${i.kind}:${i.module}.${i.name}`);
+  const before = new Set([...imports.map((n) => `function:${EXTISM_NAMESPACE}.${n}`), `memory:${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`]);
+  if (after.length !== before.size || after.some((i) => !before.has(i))) throw new ModuleRejectedError('instrumentation left an unexpected import');
   const exportsAfter = moduleExports(module).map((e) => `${e.kind}:${e.name}`);
   const expected = new Set([...originalExports, `global:${FUEL_GLOBAL}`, `global:${OOM_GLOBAL}`]);
   if (exportsAfter.length !== expected.size || exportsAfter.some((e) => !expected.has(e))) {

@@ -14,6 +14,7 @@ import {
   EXTISM_NAMESPACE,
   FUEL_GLOBAL,
   INSTRUMENTATION_VERSION,
+  MEMORY_IMPORT,
   ModuleRejectedError,
   OOM_GLOBAL,
   PAGE_BYTES,
@@ -108,15 +109,82 @@ interface Entry {
   hostByteCap: number;
   next: LiveInstance | undefined;
   filling: boolean;
+  /** Zeroed linear memories of the initial size, ready for the next instances (MemoryPool). */
+  memories: MemoryPool;
 }
 
 interface LiveInstance {
   plugin: Plugin;
+  /** The instance's linear memory (imported: see MEMORY_IMPORT). */
+  memory: WasmMemory;
   fuel: WasmGlobal;
   oom: WasmGlobal;
   /** Fuel the start function spent during instantiation. */
   startFuel: bigint;
   hostLimitHit: () => boolean;
+}
+
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+
+/** At most this many bytes of spare memories are kept per action. */
+const POOL_BYTES = 4 * 1048576;
+
+/**
+ * Linear memories for an action's instances. A fresh instance gets a memory nobody else holds,
+ * all zero and of the module's initial size: exactly what a memory the module defined itself
+ * would be. One is taken back only from an instance that returned normally (never after a trap)
+ * and only if it did not grow; it is zeroed before it is kept, so no earlier call's bytes stay in
+ * it. Creating a WebAssembly memory costs V8 a large reservation and the GC an unmap later, most
+ * of an instantiation's cost (docs/benchmarks.md, seventh session); reusing one costs a memset.
+ */
+export class MemoryPool {
+  readonly #spare: WasmMemory[] = [];
+  readonly #bytes: number;
+  readonly #cap: number;
+  #created = 0;
+  #reused = 0;
+
+  constructor(readonly limits: { initial: number; maximum: number }) {
+    this.#bytes = limits.initial * PAGE_BYTES;
+    this.#cap = this.#bytes === 0 ? 16 : Math.min(16, Math.floor(POOL_BYTES / this.#bytes));
+  }
+
+  take(): WasmMemory {
+    const m = this.#spare.pop();
+    if (m) {
+      this.#reused++;
+      return m;
+    }
+    this.#created++;
+    return new WasmMemoryCtor({ initial: this.limits.initial, maximum: this.limits.maximum });
+  }
+
+  /** Takes back the memory of an instance that is finished and returned normally. */
+  give(m: WasmMemory): void {
+    // A grown memory cannot shrink back to the initial size: it is left to the GC.
+    if (this.#spare.length >= this.#cap || m.buffer.byteLength !== this.#bytes) return;
+    new Uint8Array(m.buffer).fill(0);
+    this.#spare.push(m);
+  }
+
+  /** @internal tests and metrics: memories created and reused so far, and how many are spare. */
+  get stats(): { created: number; reused: number; spare: number } {
+    return { created: this.#created, reused: this.#reused, spare: this.#spare.length };
+  }
+}
+
+/**
+ * Extism 1.0.3 builds the import object from `functions` by calling `.bind(null, context)` on
+ * every entry (createForegroundPlugin), and has no other way to pass an import. An entry whose
+ * `bind` returns the memory places the memory itself in the import object. Should a later Extism
+ * wrap entries differently, the import would not be a memory and instantiation fails (LinkError),
+ * so no call could run on a memory it did not get from the pool (test/sandbox/memory-pool.test.ts).
+ */
+function memoryImport(memory: WasmMemory): (ctx: CallContext) => unknown {
+  return { bind: () => memory } as unknown as (ctx: CallContext) => unknown;
 }
 
 const SILENT_LOGGER = {
@@ -210,6 +278,7 @@ export class Sandbox {
       hostByteCap: limits.memory_mb * 1048576,
       next: undefined,
       filling: false,
+      memories: new MemoryPool(instrumented.memory),
     };
     this.#entries.set(id, entry);
     if (this.#prewarm) this.#schedulePrewarm(entry);
@@ -232,6 +301,11 @@ export class Sandbox {
 
   has(actionId: string): boolean {
     return this.#entries.has(actionId);
+  }
+
+  /** @internal tests: the memory pool of a registered action. */
+  memoryPool(actionId: string): MemoryPool | undefined {
+    return this.#entries.get(actionId)?.memories;
   }
 
   /** The registered digest of an action, or undefined. */
@@ -320,6 +394,9 @@ export class Sandbox {
         } finally {
           void live.plugin.close();
         }
+        // The instance returned normally and is done (a step never runs again): its memory goes
+        // back, zeroed. After a trap it is not taken back.
+        entry.memories.give(live.memory);
         spent += remaining - (live.fuel.value as bigint);
         checkDeadline();
 
@@ -426,6 +503,7 @@ export class Sandbox {
       throw new HostLimitError();
     };
     let plugin: Plugin;
+    const memory = entry.memories.take();
     try {
       plugin = await createPlugin(
         { wasm: [{ module: entry.instrumented.module }] },
@@ -452,6 +530,7 @@ export class Sandbox {
               http_request: refuse,
               http_status_code: refuse,
             },
+            [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: memoryImport(memory) },
           },
         },
       );
@@ -471,6 +550,7 @@ export class Sandbox {
     }
     return {
       plugin,
+      memory,
       fuel,
       oom,
       startFuel: entry.fuel - (fuel.value as bigint),

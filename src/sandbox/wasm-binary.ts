@@ -122,3 +122,61 @@ export function capMemory(bytes: Uint8Array, maxPages: number): { bytes: Uint8Ar
   out.set(bytes.subarray(sec.end), sec.start + header.length + payload.length);
   return { bytes: out, limits: { initial: limits.initial, maximum } };
 }
+
+function encodeName(name: string): number[] {
+  const utf8 = [...Buffer.from(name, 'utf8')];
+  return [...encodeU32(utf8.length), ...utf8];
+}
+
+function section(id: number, payload: readonly number[] | Uint8Array): Uint8Array {
+  const header = [id, ...encodeU32(payload.length)];
+  const out = new Uint8Array(header.length + payload.length);
+  out.set(header, 0);
+  out.set(payload, header.length);
+  return out;
+}
+
+/**
+ * Returns a copy of `bytes` whose single defined memory becomes an import `(import module name
+ * (memory initial maximum))`, with the same limits; everything else is unchanged. The memory keeps
+ * index 0 (a module with no other memory), so loads, stores, data segments and the `memory`
+ * export refer to the imported one. The host then supplies the memory at instantiation (the
+ * sandbox hands each fresh instance a zeroed memory from a pool: src/sandbox/sandbox.ts).
+ * Requires a capped module: one memory with a maximum, none imported.
+ */
+export function importMemory(bytes: Uint8Array, module: string, name: string): { bytes: Uint8Array; limits: MemoryLimits & { maximum: number } } {
+  const all = sections(bytes);
+  if (all.some((s) => s.id === SECTION_IMPORT) && importsMemory(bytes)) throw new WasmFormatError('module imports its memory');
+  const limits = readMemoryLimits(bytes);
+  if (!limits) throw new WasmFormatError('module defines no memory');
+  if (limits.maximum === undefined) throw new WasmFormatError('memory has no maximum (cap it first)');
+  const entry = [...encodeName(module), ...encodeName(name), 0x02, 0x01, ...encodeU32(limits.initial), ...encodeU32(limits.maximum)];
+  const imports = all.find((s) => s.id === SECTION_IMPORT);
+  let importSection: Uint8Array;
+  if (imports) {
+    const [count, entriesStart] = readU32(bytes, imports.payloadStart);
+    importSection = section(SECTION_IMPORT, [...encodeU32(count + 1), ...bytes.subarray(entriesStart, imports.end), ...entry]);
+  } else {
+    importSection = section(SECTION_IMPORT, [...encodeU32(1), ...entry]);
+  }
+  // Rebuild: the import section replaces the old one (or goes before the first section that must
+  // follow it: function, table, memory, ...), and the memory section is dropped.
+  const parts: Uint8Array[] = [bytes.subarray(0, 8)];
+  let placed = false;
+  for (const s of all) {
+    if (!placed && (s.id === SECTION_IMPORT || (s.id > SECTION_IMPORT && s.id !== 0))) {
+      parts.push(importSection);
+      placed = true;
+    }
+    if (s.id === SECTION_IMPORT || s.id === SECTION_MEMORY) continue;
+    parts.push(bytes.subarray(s.start, s.end));
+  }
+  if (!placed) parts.push(importSection);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return { bytes: out, limits: { initial: limits.initial, maximum: limits.maximum } };
+}

@@ -5,6 +5,17 @@ import { executionFailure, instrumentModule, ModuleRejectedError, readMemoryLimi
 import { capMemory, encodeU32, WasmFormatError } from '../../src/sandbox/wasm-binary.ts';
 import { compileModule, moduleExports, moduleImports, type WasmModule } from '../../src/sandbox/wasm-api.ts';
 import { manifestFor, MISBEHAVE, noIo, wat } from './helpers.ts';
+import { EXTISM_NAMESPACE, MEMORY_IMPORT } from '../../src/sandbox/instrument.ts';
+
+// The bits of the WebAssembly JS API these tests use (the project's lib has no DOM types).
+const WebAssembly = (globalThis as unknown as {
+  WebAssembly: {
+    Instance: new (m: unknown, imports: object) => object;
+    Memory: new (d: { initial: number; maximum: number }) => object;
+    LinkError: new () => Error;
+    Module: unknown;
+  };
+}).WebAssembly;
 
 const STEP = '(func (export "step") (result i32) (i32.const 0))';
 
@@ -45,8 +56,16 @@ describe('memory cap', () => {
   for (const c of cases) {
     test(c.name, () => {
       const out = instrumentModule(wat(c.text), { fuel: 1000n, maxPages: c.cap });
-      assert.deepEqual(readMemoryLimits(out.bytes), c.want);
       assert.deepEqual(out.memory, c.want);
+      // The capped memory is imported (MEMORY_IMPORT) with exactly these limits: a memory of that
+      // shape links, one that could grow further does not, and the module defines none of its own.
+      assert.equal(readMemoryLimits(out.bytes), undefined);
+      const instantiate = (maximum: number) => new WebAssembly.Instance(out.module, {
+        [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: new WebAssembly.Memory({ initial: c.want.initial, maximum }) },
+        [EXTISM_NAMESPACE]: {},
+      });
+      assert.ok(instantiate(c.want.maximum));
+      assert.throws(() => instantiate(c.want.maximum + 1), WebAssembly.LinkError);
     });
   }
 
@@ -68,11 +87,12 @@ describe('memory cap', () => {
 });
 
 describe('fuel instrumentation', () => {
-  test('instrumentation changes nothing but the fuel/oom globals and the memory maximum', () => {
+  test('instrumentation changes nothing but the fuel/oom globals, the memory maximum and the memory becoming an import', () => {
     const a = instrumentModule(MISBEHAVE, { fuel: 1000n, maxPages: 64 });
     const original = compileModule(MISBEHAVE);
     const after = compileModule(a.bytes);
-    assert.deepEqual(moduleImports(after), moduleImports(original));
+    assert.deepEqual(moduleImports(after), [...moduleImports(original), { module: MEMORY_IMPORT.module, name: MEMORY_IMPORT.name, kind: 'memory' }]);
+    assert.equal(readMemoryLimits(MISBEHAVE)?.initial, a.memory.initial);
     const names = (m: WasmModule) => moduleExports(m).map((e) => `${e.kind}:${e.name}`).sort();
     assert.deepEqual(names(after), [...names(original), 'global:__fuel', 'global:__oom'].sort());
     assert.equal(a.memory.maximum, 64);
