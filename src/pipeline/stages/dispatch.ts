@@ -1,6 +1,12 @@
-// Execution intent (durable, with the consumed grant, before dispatch), then dispatch: a fresh
+// Execution intent (durable, with the consumed grant, before any effect), then dispatch: a fresh
 // sandbox instance runs the provider; its HTTP goes through the egress guard, which injects the
 // credentials. A provider failure does not throw here: it becomes a receipt with a failure class.
+//
+// The intent's write overlaps the provider's start: the sandbox instantiates the provider and runs
+// its first step while the ledger makes the intent durable, but the provider's host I/O (the only
+// way anything leaves the gate) waits for it, and so does everything after dispatch. An intent that
+// cannot be recorded fails the call with the ledger's error, exactly as before: whatever the
+// provider computed meanwhile is dropped, nothing left the gate, and the debit is refunded.
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { DispatchFailure, Stage } from '../context.ts';
@@ -8,29 +14,39 @@ import { executionFailure } from '../../sandbox/sandbox.ts';
 import { assertResponse } from '../../registry/index.ts';
 
 export const executionIntent: Stage = async (ctx, deps) => {
-  const r = await deps.ledger.recordIntent({ grant: ctx.grant! });
-  ctx.intentId = r.intent_id;
+  const durable = deps.ledger.recordIntent({ grant: ctx.grant! }).then((r) => {
+    ctx.intentId = r.intent_id;
+  });
+  // Awaited by dispatch (and by runStages on any failure): never an unhandled rejection meanwhile.
+  durable.catch(() => undefined);
+  ctx.intentDurable = durable;
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export const dispatch: Stage = async (ctx, deps) => {
   const m = ctx.action!.manifest;
+  const durable = ctx.intentDurable;
+  if (!durable) throw new GateError('internal_error', 'dispatch without an execution intent');
   const started = deps.clock.now();
   deps.state.inFlight++;
   try {
     const result = await ctx.config.sandbox.run(m.action_id, ctx.body, {
       digest: ctx.grant!.module_digest,
-      io: (req, io) => deps.egress.fetch(req, {
-        profile: m.egress,
-        extraDomains: ctx.extraDomains ?? [],
-        secrets: ctx.secretValues ? { declarations: m.secrets, values: ctx.secretValues } : undefined,
-        limits: { max_host_response_bytes: m.resource_limits.max_host_response_bytes, timeout_ms: m.resource_limits.timeout_ms },
-        signal: io.signal,
-        audit: async (note) => {
-          await deps.audit.append({ ...note, trace_id: ctx.traceId, action_id: m.action_id, principal: ctx.lease.principal, session_id: ctx.lease.sessionId });
-        },
-      }),
+      // No request leaves the gate before the intent is durable (a failed intent fails the I/O).
+      io: async (req, io) => {
+        await durable;
+        return deps.egress.fetch(req, {
+          profile: m.egress,
+          extraDomains: ctx.extraDomains ?? [],
+          secrets: ctx.secretValues ? { declarations: m.secrets, values: ctx.secretValues } : undefined,
+          limits: { max_host_response_bytes: m.resource_limits.max_host_response_bytes, timeout_ms: m.resource_limits.timeout_ms },
+          signal: io.signal,
+          audit: async (note) => {
+            await deps.audit.append({ ...note, trace_id: ctx.traceId, action_id: m.action_id, principal: ctx.lease.principal, session_id: ctx.lease.sessionId });
+          },
+        });
+      },
     });
     const finished = deps.clock.now();
     ctx.run = { output: result.output, runtime: result.runtime, startedAt: iso(started), finishedAt: iso(finished) };
@@ -58,6 +74,9 @@ export const dispatch: Stage = async (ctx, deps) => {
   } finally {
     deps.state.inFlight--;
   }
+  // Nothing after dispatch (receipt, evidence, answer) without a durable intent; its failure is the
+  // call's failure (the run's outcome, whatever it was, is dropped: no I/O could have happened).
+  await durable;
   publish('provider_run', { action_id: m.action_id, ok: !ctx.run!.failure, failure_class: ctx.run!.failure?.failureClass, duration_ms: ctx.run!.runtime.duration_ms });
 };
 

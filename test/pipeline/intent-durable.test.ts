@@ -1,0 +1,126 @@
+// The execution intent is written while the provider starts (src/pipeline/stages/dispatch.ts):
+// these tests hold the intent's write open and check that nothing leaves the gate, and no stage
+// after dispatch runs, before it is durable; and that an intent that fails fails the call.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { GateError } from '../../src/errors.ts';
+import { runStages } from '../../src/pipeline/pipeline.ts';
+import { dispatch, executionIntent } from '../../src/pipeline/stages/dispatch.ts';
+import type { ExecContext, PipelineDeps, Stage } from '../../src/pipeline/context.ts';
+
+interface Harness {
+  ctx: ExecContext;
+  deps: PipelineDeps;
+  events: string[];
+  refunds: string[];
+  settleIntent: (ok: boolean) => void;
+}
+
+/** Fake deps around the real executionIntent and dispatch stages; the intent settles when told. */
+function harness(provider: 'io' | 'pure'): Harness {
+  const events: string[] = [];
+  const refunds: string[] = [];
+  let settle!: (ok: boolean) => void;
+  const intent = new Promise<{ intent_id: string }>((resolve, reject) => {
+    settle = (ok) => {
+      events.push(ok ? 'intent durable' : 'intent failed');
+      if (ok) resolve({ intent_id: 'int_1' });
+      else reject(new GateError('ledger_unavailable', 'ledger down'));
+    };
+  });
+  const sandbox = {
+    run: async (_id: string, _body: unknown, opts: { io: (req: unknown, c: { signal: AbortSignal }) => Promise<unknown> }) => {
+      events.push('provider started');
+      if (provider === 'io') {
+        try {
+          await opts.io({ method: 'POST', url: 'https://api.example.com/x', headers: {}, body: '' }, { signal: new AbortController().signal });
+        } catch (e) {
+          events.push('provider io failed');
+          throw e;
+        }
+      }
+      events.push('provider done');
+      return { output: { ok: true }, runtime: { duration_ms: 1, exit_code: 0, fuel_consumed: 1, io_calls: provider === 'io' ? 1 : 0 } };
+    },
+  };
+  const deps = {
+    clock: { now: () => Date.now() },
+    ledger: { recordIntent: async () => intent },
+    egress: {
+      fetch: async () => {
+        events.push('request left the gate');
+        return { status: 200, headers: {}, body: '{}', truncated: false };
+      },
+    },
+    audit: { append: async () => undefined },
+    budgets: { refund: async (id: string) => { refunds.push(id); return true; } },
+    state: { inFlight: 0 },
+  } as unknown as PipelineDeps;
+  const ctx = {
+    mode: 'execute', traceId: 'trc_1', actionId: 'act', startedAt: Date.now(), body: {},
+    lease: { principal: 'agent', sessionId: 'ses_1', scopes: [], budgets: undefined, epoch: 0, jkt: 'A'.repeat(43) },
+    config: { sandbox },
+    action: { manifest: { action_id: 'act', egress: {}, secrets: [], resource_limits: { max_host_response_bytes: 1024, timeout_ms: 1000 } } },
+    grant: { module_digest: 'sha256:11' },
+    debit: { debit_id: 'dbt_1' },
+    requestHash: 'sha256:22',
+  } as unknown as ExecContext;
+  return { ctx, deps, events, refunds, settleIntent: settle };
+}
+
+/** Stands for everything after dispatch (receipt, evidence, answer). */
+const after = (events: string[]): Stage => async (ctx) => {
+  events.push(`after dispatch (intent ${ctx.intentId ?? 'missing'})`);
+  ctx.response = { status: 200, body: {} };
+};
+
+test('the provider starts while the intent is written; its request leaves the gate only once the intent is durable', async () => {
+  const h = harness('io');
+  const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+  await delay(20);
+  assert.deepEqual(h.events, ['provider started'], 'the provider waits at its I/O, the request has not left');
+  h.settleIntent(true);
+  assert.equal((await out).status, 200);
+  assert.deepEqual(h.events, ['provider started', 'intent durable', 'request left the gate', 'provider done', 'after dispatch (intent int_1)']);
+  assert.deepEqual(h.refunds, []);
+});
+
+test('a provider without I/O that finishes first: nothing after dispatch runs before the intent is durable', async () => {
+  const h = harness('pure');
+  const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+  await delay(20);
+  assert.deepEqual(h.events, ['provider started', 'provider done']);
+  h.settleIntent(true);
+  assert.equal((await out).status, 200);
+  assert.deepEqual(h.events.slice(2), ['intent durable', 'after dispatch (intent int_1)']);
+});
+
+for (const provider of ['io', 'pure'] as const) {
+  test(`attack: the intent cannot be recorded (provider ${provider}) -> nothing leaves the gate, 503 ledger_unavailable, debit refunded, no receipt`, async () => {
+    const h = harness(provider);
+    const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+    await delay(20);
+    h.settleIntent(false);
+    const r = await out;
+    assert.equal(r.status, 503);
+    assert.deepEqual(r.body, { error: 'ledger_unavailable' });
+    assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
+    assert.equal(h.events.some((e) => e.startsWith('after dispatch')), false, 'a stage after dispatch ran');
+    assert.deepEqual(h.refunds, ['dbt_1']);
+  });
+}
+
+test('a failure while the intent is still pending waits for it: a recorded intent keeps its debit', async () => {
+  const h = harness('pure');
+  const boom: Stage = async () => {
+    throw new Error('unexpected');
+  };
+  const out = runStages([executionIntent, boom], h.ctx, h.deps);
+  await delay(20);
+  h.settleIntent(true);
+  const r = await out;
+  assert.equal(r.status, 500);
+  assert.equal(h.ctx.intentId, 'int_1');
+  assert.deepEqual(h.refunds, [], 'refunded a call whose intent was recorded');
+});
