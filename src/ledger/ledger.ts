@@ -245,7 +245,8 @@ export class Ledger {
 
   /**
    * Records an execution intent and consumes its grant (UNIQUE grant_id) — with the optional audit
-   * event — in one transaction, before dispatch. The grant's signature is checked against the
+   * event — in one transaction, before any effect of the call (src/pipeline/stages/dispatch.ts:
+   * before dispatch, or alongside a provider that cannot do I/O). The grant's signature is checked against the
    * grant keys; a grant already consumed, malformed or not verifying is refused (`internal_error`).
    */
   async recordIntent(input: RecordIntentInput, auditEvent?: AuditEventInput): Promise<RecordedIntent> {

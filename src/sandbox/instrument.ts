@@ -208,9 +208,10 @@ export function instrumentModule(original: Uint8Array, options: InstrumentOption
   }
   // The instrumentation may add nothing to the module's interface but the two globals and the
   // memory import.
-  const after = moduleImports(module).map((i) => `${i.kind}:${i.module}.${i.name}`);
-  const before = new Set([...imports.map((n) => `function:${EXTISM_NAMESPACE}.${n}`), `memory:${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`]);
-  if (after.length !== before.size || after.some((i) => !before.has(i))) throw new ModuleRejectedError('instrumentation left an unexpected import');
+  // memory import (compared as lists: a module may import one kernel function twice).
+  const after = moduleImports(module).map((i) => `${i.kind}:${i.module}.${i.name}`).sort();
+  const before = [...imports.map((n) => `function:${EXTISM_NAMESPACE}.${n}`), `memory:${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`].sort();
+  if (after.length !== before.length || after.some((i, k) => i !== before[k])) throw new ModuleRejectedError('instrumentation left an unexpected import');
   const exportsAfter = moduleExports(module).map((e) => `${e.kind}:${e.name}`);
   const expected = new Set([...originalExports, `global:${FUEL_GLOBAL}`, `global:${OOM_GLOBAL}`]);
   if (exportsAfter.length !== expected.size || exportsAfter.some((e) => !expected.has(e))) {

@@ -127,7 +127,7 @@ interface LiveInstance {
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
-const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+const wasmGlobal = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly;
 
 /** At most this many bytes of spare memories are kept per action. */
 const POOL_BYTES = 4 * 1048576;
@@ -159,7 +159,7 @@ export class MemoryPool {
       return m;
     }
     this.#created++;
-    return new WasmMemoryCtor({ initial: this.limits.initial, maximum: this.limits.maximum });
+    return new wasmGlobal.Memory({ initial: this.limits.initial, maximum: this.limits.maximum });
   }
 
   /** Takes back the memory of an instance that is finished and returned normally. */
@@ -503,8 +503,10 @@ export class Sandbox {
       throw new HostLimitError();
     };
     let plugin: Plugin;
-    const memory = entry.memories.take();
+    let memory: WasmMemory;
     try {
+      // Inside the try: a memory that cannot be allocated fails like any instantiation failure.
+      memory = entry.memories.take();
       plugin = await createPlugin(
         { wasm: [{ module: entry.instrumented.module }] },
         {

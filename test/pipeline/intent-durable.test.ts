@@ -1,5 +1,6 @@
-// The execution intent is written while the provider starts (src/pipeline/stages/dispatch.ts):
-// these tests hold the intent's write open and check that nothing leaves the gate, and no stage
+// A provider that can only compute (max_io_calls 0) runs while its execution intent is written
+// (src/pipeline/stages/dispatch.ts); one that may do I/O starts only once the intent is durable.
+// These tests hold the intent's write open and check that nothing leaves the gate, and no stage
 // after dispatch runs, before it is durable; and that an intent that fails fails the call.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -18,7 +19,7 @@ interface Harness {
 }
 
 /** Fake deps around the real executionIntent and dispatch stages; the intent settles when told. */
-function harness(provider: 'io' | 'pure'): Harness {
+function harness(provider: 'io' | 'pure', options: { abortedSignal?: boolean } = {}): Harness {
   const events: string[] = [];
   const refunds: string[] = [];
   let settle!: (ok: boolean) => void;
@@ -34,7 +35,9 @@ function harness(provider: 'io' | 'pure'): Harness {
       events.push('provider started');
       if (provider === 'io') {
         try {
-          await opts.io({ method: 'POST', url: 'https://api.example.com/x', headers: {}, body: '' }, { signal: new AbortController().signal });
+          const ac = new AbortController();
+          if (options.abortedSignal) ac.abort(new Error('deadline'));
+          await opts.io({ method: 'POST', url: 'https://api.example.com/x', headers: {}, body: '' }, { signal: ac.signal });
         } catch (e) {
           events.push('provider io failed');
           throw e;
@@ -61,7 +64,7 @@ function harness(provider: 'io' | 'pure'): Harness {
     mode: 'execute', traceId: 'trc_1', actionId: 'act', startedAt: Date.now(), body: {},
     lease: { principal: 'agent', sessionId: 'ses_1', scopes: [], budgets: undefined, epoch: 0, jkt: 'A'.repeat(43) },
     config: { sandbox },
-    action: { manifest: { action_id: 'act', egress: {}, secrets: [], resource_limits: { max_host_response_bytes: 1024, timeout_ms: 1000 } } },
+    action: { manifest: { action_id: 'act', egress: {}, secrets: [], resource_limits: { max_host_response_bytes: 1024, timeout_ms: 1000, max_io_calls: provider === 'io' ? 2 : 0 } } },
     grant: { module_digest: 'sha256:11' },
     debit: { debit_id: 'dbt_1' },
     requestHash: 'sha256:22',
@@ -75,18 +78,27 @@ const after = (events: string[]): Stage => async (ctx) => {
   ctx.response = { status: 200, body: {} };
 };
 
-test('the provider starts while the intent is written; its request leaves the gate only once the intent is durable', async () => {
+test('a provider that may do I/O starts only once its intent is durable (the wait is not part of its timeout)', async () => {
   const h = harness('io');
   const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
   await delay(20);
-  assert.deepEqual(h.events, ['provider started'], 'the provider waits at its I/O, the request has not left');
+  assert.deepEqual(h.events, [], 'the provider started before its intent was durable');
   h.settleIntent(true);
   assert.equal((await out).status, 200);
-  assert.deepEqual(h.events, ['provider started', 'intent durable', 'request left the gate', 'provider done', 'after dispatch (intent int_1)']);
+  assert.deepEqual(h.events, ['intent durable', 'provider started', 'request left the gate', 'provider done', 'after dispatch (intent int_1)']);
   assert.deepEqual(h.refunds, []);
 });
 
-test('a provider without I/O that finishes first: nothing after dispatch runs before the intent is durable', async () => {
+test('attack: host I/O asked for after the call ended (signal aborted) never reaches the egress guard', async () => {
+  const h = harness('io', { abortedSignal: true });
+  const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+  h.settleIntent(true);
+  await out;
+  assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
+  assert.ok(h.events.includes('provider io failed'));
+});
+
+test('a provider without I/O runs while its intent is written; nothing after dispatch runs before the intent is durable', async () => {
   const h = harness('pure');
   const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
   await delay(20);
@@ -108,6 +120,7 @@ for (const provider of ['io', 'pure'] as const) {
     assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
     assert.equal(h.events.some((e) => e.startsWith('after dispatch')), false, 'a stage after dispatch ran');
     assert.deepEqual(h.refunds, ['dbt_1']);
+    if (provider === 'io') assert.equal(h.events.includes('provider started'), false, 'an I/O provider started without a durable intent');
   });
 }
 

@@ -69,6 +69,15 @@ describe('memory cap', () => {
     });
   }
 
+  test('a module importing one kernel function twice is still accepted (imports compared as lists)', () => {
+    const bytes = wat(`(module
+      (import "extism:host/env" "alloc" (func $a (param i64) (result i64)))
+      (import "extism:host/env" "alloc" (func $b (param i64) (result i64)))
+      (memory 1) ${STEP})`);
+    const out = instrumentModule(bytes, { fuel: 1000n, maxPages: 4 });
+    assert.deepEqual(out.imports, ['alloc', 'alloc']);
+  });
+
   test('capMemory refuses an initial size above the cap', () => {
     assert.throws(() => capMemory(wat(`(module (memory 10) ${STEP})`), 4), WasmFormatError);
   });

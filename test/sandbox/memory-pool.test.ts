@@ -99,3 +99,22 @@ test('attack: the memory of a trapped instance is not handed on (zeroed or not)'
   assert.deepEqual(pool.stats, { created: 2, reused: 1, spare: 1 });
   await sb.close();
 });
+
+test('a memory that cannot be allocated fails the call as instantiation_failed, like any instantiation failure', async () => {
+  const sb = new Sandbox({ prewarm: false });
+  await sb.register(manifestFor('misbehave', MISBEHAVE), MISBEHAVE);
+  const wasm = (globalThis as unknown as { WebAssembly: { Memory: unknown } }).WebAssembly;
+  const real = wasm.Memory;
+  wasm.Memory = function NoMemory() {
+    throw new RangeError('WebAssembly.Memory(): could not allocate memory');
+  };
+  try {
+    const err = await sb.run('misbehave', { mode: 'ok' }, { io: noIo }).then(() => assert.fail('must fail'), (e: unknown) => e);
+    const f = executionFailure(err);
+    assert.equal(f?.failure_class, 'provider_error');
+    assert.equal(f?.reason, 'instantiation_failed');
+  } finally {
+    wasm.Memory = real;
+  }
+  await sb.close();
+});

@@ -2,11 +2,12 @@
 // sandbox instance runs the provider; its HTTP goes through the egress guard, which injects the
 // credentials. A provider failure does not throw here: it becomes a receipt with a failure class.
 //
-// The intent's write overlaps the provider's start: the sandbox instantiates the provider and runs
-// its first step while the ledger makes the intent durable, but the provider's host I/O (the only
-// way anything leaves the gate) waits for it, and so does everything after dispatch. An intent that
-// cannot be recorded fails the call with the ledger's error, exactly as before: whatever the
-// provider computed meanwhile is dropped, nothing left the gate, and the debit is refunded.
+// A provider that may not do I/O (`max_io_calls` 0: it can only compute) runs while the ledger
+// makes its intent durable; nothing after dispatch (receipt, evidence, answer) runs before the
+// intent is durable, and an intent that cannot be recorded fails the call with the ledger's error,
+// exactly as before: what the provider computed is dropped and the debit is refunded. A provider
+// that may do I/O starts only once its intent is durable, as before, so the wait never counts
+// against its timeout_ms; its host I/O checks the intent again (defence in depth).
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { DispatchFailure, Stage } from '../context.ts';
@@ -20,6 +21,7 @@ export const executionIntent: Stage = async (ctx, deps) => {
   // Awaited by dispatch (and by runStages on any failure): never an unhandled rejection meanwhile.
   durable.catch(() => undefined);
   ctx.intentDurable = durable;
+  if (ctx.action!.manifest.resource_limits.max_io_calls > 0) await durable;
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -33,9 +35,10 @@ export const dispatch: Stage = async (ctx, deps) => {
   try {
     const result = await ctx.config.sandbox.run(m.action_id, ctx.body, {
       digest: ctx.grant!.module_digest,
-      // No request leaves the gate before the intent is durable (a failed intent fails the I/O).
+      // No request leaves the gate before the intent is durable, nor after the call has ended.
       io: async (req, io) => {
         await durable;
+        io.signal.throwIfAborted();
         return deps.egress.fetch(req, {
           profile: m.egress,
           extraDomains: ctx.extraDomains ?? [],
