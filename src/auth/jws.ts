@@ -1,6 +1,6 @@
 // Minimal, strict compact-JWS primitives for the hot path: ES256 only, node:crypto KeyObjects
 // cached by RFC 7638 thumbprint. Every malformed input throws JwsError (callers map it to a code).
-import { createHash, createPublicKey, verify as cryptoVerify, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createPublicKey, hash, verify as cryptoVerify, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 export class JwsError extends Error {}
 
@@ -58,7 +58,7 @@ export function asP256PublicJwk(jwk: unknown): EcPublicJwk {
 /** RFC 7638 thumbprint (SHA-256, base64url) of a P-256 public JWK. */
 export function thumbprint(jwk: EcPublicJwk): string {
   const canonical = `{"crv":"P-256","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`;
-  return createHash('sha256').update(canonical).digest('base64url');
+  return hash('sha256', canonical, 'base64url');
 }
 
 const keyCache = new Map<string, KeyObject>();
@@ -113,5 +113,5 @@ export function safeEqual(a: string, b: string): boolean {
 }
 
 export function sha256b64url(s: string): string {
-  return createHash('sha256').update(s).digest('base64url');
+  return hash('sha256', s, 'base64url');
 }

@@ -1,6 +1,6 @@
 // Canonical JSON (RFC 8785, one pass; see canonicalJson) and the domain-separated byte strings every
 // Portcullis hash and signature is computed over: UTF-8(domain + "\n" + JCS(value)).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Domain tags. A signature or hash for one purpose can never be replayed as another. */
 export const DOMAIN = {
@@ -261,7 +261,7 @@ export function domainText(domain: Domain, members: ReadonlyArray<[string, strin
 
 /** Lowercase hex SHA-256. */
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 /** `sha256:<hex>` of the canonical JSON of a value (the form used in receipts: result_hash). */

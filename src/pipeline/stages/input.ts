@@ -1,6 +1,6 @@
 // Input: size cap, the action's request schema (ajv), then RFC 8785 canonical form and
 // request_hash = "sha256:" + hex(SHA-256(canonical)).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { GateError } from '../../errors.ts';
 import type { Stage } from '../context.ts';
@@ -17,7 +17,7 @@ export const inputSchema: Stage = async (ctx) => {
 export function hashRequest(body: unknown): { canonical: string; requestHash: string } {
   const canonical = (canonicalize as unknown as (v: unknown) => string | undefined)(body);
   if (canonical === undefined) throw new GateError('invalid_request', 'request is not canonicalizable JSON');
-  return { canonical, requestHash: `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}` };
+  return { canonical, requestHash: `sha256:${hash('sha256', canonical, 'hex')}` };
 }
 
 export const canonicalizeRequest: Stage = async (ctx) => {
