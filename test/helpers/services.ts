@@ -81,6 +81,28 @@ function answersPing(socketPath: string): Promise<boolean> {
   });
 }
 
+/**
+ * A detached shell that runs `cleanup` once this test process is gone, so a test file the runner
+ * kills (its 240 s timeout) does not leave its servers running for every later file. `cancel()`
+ * after a normal stop.
+ */
+function reaper(cleanup: string): { cancel(): void } {
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${cleanup}`;
+  const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  child.unref();
+  return {
+    cancel() {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+const shq = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
 export async function startRedis(): Promise<RedisServer> {
   const bin = findRedisServer();
   if (!bin) throw new ServiceUnavailable('redis-server not found');
@@ -109,12 +131,17 @@ export async function startRedis(): Promise<RedisServer> {
     rmSync(socketPath, { force: true });
   };
   await launch();
+  // redis-server runs in the foreground as our child, under a pid that changes on restart, and
+  // retitles itself `redis-server unixsocket:<path>`: the reaper matches the (unique) socket path
+  // (`[r]`: a pattern that does not match the reaper's own command line, which contains it).
+  const reap = reaper(`pkill -KILL -f -- ${shq(`[r]edis-server.*${socketPath}`)}; rm -rf ${shq(dir)}`);
   return {
     url: `redis+unix://${socketPath}`,
     socketPath,
     pause: halt,
     start: launch,
     async stop() {
+      reap.cancel();
       await halt();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -166,6 +193,8 @@ export async function startPostgres(): Promise<PostgresServer> {
     try { run(pgCtl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop']); } catch { /* already stopped */ }
   };
   await launch();
+  const stopCmd = [pgCtl, '-D', dataDir, '-m', 'immediate', '-w', 'stop'].map(shq).join(' ');
+  const reap = reaper(`${asRoot ? `runuser -u postgres -- ${stopCmd}` : stopCmd} >/dev/null 2>&1; rm -rf ${shq(dir)}`);
   const database = 'postgres';
   return {
     url: `postgresql://${encodeURIComponent(user)}@/${database}?host=${encodeURIComponent(dir)}`,
@@ -175,6 +204,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     pause: halt,
     start: launch,
     async stop() {
+      reap.cancel();
       await halt();
       rmSync(dir, { recursive: true, force: true });
     },
