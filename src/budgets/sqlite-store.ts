@@ -1,6 +1,9 @@
-// SQLite budget store (embedded mode). Every debit is one BEGIN IMMEDIATE transaction that reads the
-// session counter, the principal's budget and window, and writes all of them or none: exact across
-// connections and processes sharing the file. Any SQLite failure is budget_store_unavailable.
+// SQLite budget store (embedded mode). Every debit reads the session counter, the principal's
+// budget and window, and writes all of them or none, inside a BEGIN IMMEDIATE transaction: exact
+// across connections and processes sharing the file. The debits asked for in one event-loop turn
+// share that transaction (TurnBatch), applied one after the other in arrival order (each sees the
+// counters the previous ones left), and each caller is answered after the commit. Any SQLite
+// failure is budget_store_unavailable (for every debit of that batch).
 import { randomUUID } from 'node:crypto';
 import { pingSqlite } from '../stores/ping.ts';
 import type Database from 'better-sqlite3';
@@ -9,6 +12,7 @@ import { GateError } from '../errors.ts';
 import { checkPrincipal, checkQuery, parseStoredBudget, resolveCost, validatePrincipalBudget, windowStart } from './config.ts';
 import { debitFromRaw, failFromStatus, snapshotFromRaw, type RawBudgetState } from './result.ts';
 import type { BudgetDebitResult, BudgetKind, BudgetQuery, BudgetSnapshot, BudgetStore, PrincipalBudget } from './types.ts';
+import { TurnBatch } from '../stores/turn-batch.ts';
 
 export interface SqliteBudgetStoreOptions {
   clock?: Clock;
@@ -80,7 +84,7 @@ export class SqliteBudgetStore implements BudgetStore {
   private readonly clock: Clock;
   private readonly debitTtlMs: number;
   private readonly st: Statements;
-  private readonly debitTx: (q: BudgetQuery, debitId: string) => Computed;
+  readonly #debits: TurnBatch<{ q: BudgetQuery; debitId: string }, Computed>;
   private readonly snapshotTx: (q: BudgetQuery) => Computed;
   private readonly refundTx: (debitId: string) => boolean;
   private lastPurge = 0;
@@ -96,7 +100,7 @@ export class SqliteBudgetStore implements BudgetStore {
     this.st = prepare(db);
     const compute = (q: BudgetQuery, now: number): Computed => this.compute(q, now);
     this.snapshotTx = db.transaction((q: BudgetQuery) => compute(q, this.clock.now()));
-    const debit = db.transaction((q: BudgetQuery, debitId: string): Computed => {
+    const debitOne = (q: BudgetQuery, debitId: string): Computed => {
       const now = this.clock.now();
       const c = compute(q, now);
       if (c.raw.status !== 'ok') return c;
@@ -118,8 +122,10 @@ export class SqliteBudgetStore implements BudgetStore {
         this.lastPurge = now;
       }
       return c;
-    });
-    this.debitTx = (q, id) => debit.immediate(q, id);
+    };
+    const debitAll = db.transaction((batch: ReadonlyArray<{ q: BudgetQuery; debitId: string }>) => batch.map((d) => debitOne(d.q, d.debitId)));
+    this.#debits = new TurnBatch((batch) => debitAll.immediate(batch), (e) =>
+      e instanceof GateError ? e : new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e }));
     const refund = db.transaction((debitId: string): boolean => {
       const now = this.clock.now();
       const d = this.st.takeDebit.get(debitId, now) as DebitRow | undefined;
@@ -207,7 +213,7 @@ export class SqliteBudgetStore implements BudgetStore {
   async debit(q: BudgetQuery): Promise<BudgetDebitResult> {
     checkQuery(q);
     const debitId = `dbt_${randomUUID()}`;
-    const c = this.run(() => this.debitTx(q, debitId));
+    const c = await this.#debits.add({ q, debitId });
     if (c.raw.status !== 'ok') failFromStatus(c.raw, this.clock.now());
     return debitFromRaw(debitId, c.raw);
   }

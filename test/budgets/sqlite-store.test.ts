@@ -63,3 +63,18 @@ test('race across 5 OS processes on one file: 100 debits against max_calls 37 ->
   assert.equal(sum('budget_exhausted'), 63);
   assert.equal(sum('budget_store_unavailable') + sum('unexpected'), 0);
 });
+
+test('fail closed: the debits of a batch that cannot commit are all refused (budget_store_unavailable); nothing is debited', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-batch-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = new Database(join(dir, 'state.db'));
+  const store = new SqliteBudgetStore(db);
+  await store.initSession('ses_batch', { max_calls: 5 }, 60);
+  const q = { sessionId: 'ses_batch', principal: 'agent', actionId: 'echo', lease: { max_calls: 5 } };
+  const debits = [store.debit(q), store.debit(q)];
+  db.close();
+  for (const r of await Promise.allSettled(debits)) {
+    assert.equal(r.status, 'rejected');
+    assert.ok(r.reason instanceof GateError && r.reason.code === 'budget_store_unavailable', String(r.status === 'rejected' ? r.reason : ''));
+  }
+});
