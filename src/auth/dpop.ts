@@ -142,7 +142,8 @@ export class DpopVerifier {
       throw new GateError('use_dpop_nonce', 'nonce required');
     }
     const ttl = (this.opts.maxAgeSeconds + this.opts.maxFutureSeconds + 1) * 1000;
-    const fresh = await this.opts.replay.markUsed(`${jkt}:${p.jti as string}`, ttl);
+    // The store judges the mark on the same reading as the freshness checks above.
+    const fresh = await this.opts.replay.markUsed(`${jkt}:${p.jti as string}`, ttl, nowMs);
     if (!fresh) throw new GateError('replay_detected');
     return jkt;
   }

@@ -12,7 +12,7 @@ import { GateError } from '../errors.ts';
 import { checkPrincipal, checkQuery, parseStoredBudget, resolveCost, validatePrincipalBudget, windowStart } from './config.ts';
 import { debitFromRaw, failFromStatus, snapshotFromRaw, type RawBudgetState } from './result.ts';
 import type { BudgetDebitResult, BudgetKind, BudgetQuery, BudgetSnapshot, BudgetStore, PrincipalBudget } from './types.ts';
-import { TurnBatch } from '../stores/turn-batch.ts';
+import { TurnBatch, type Settled } from '../stores/turn-batch.ts';
 
 export interface SqliteBudgetStoreOptions {
   clock?: Clock;
@@ -123,9 +123,18 @@ export class SqliteBudgetStore implements BudgetStore {
       }
       return c;
     };
-    const debitAll = db.transaction((batch: ReadonlyArray<{ q: BudgetQuery; debitId: string }>) => batch.map((d) => debitOne(d.q, d.debitId)));
-    this.#debits = new TurnBatch((batch) => debitAll.immediate(batch), (e) =>
-      e instanceof GateError ? e : new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e }));
+    const unavailable = (e: unknown) => (e instanceof GateError ? e : new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e }));
+    // Each debit in its own savepoint: one that fails (a corrupt stored budget, a bad bind) rolls
+    // back alone and answers its own caller; the others commit.
+    const debitSaved = db.transaction(debitOne);
+    const debitAll = db.transaction((batch: ReadonlyArray<{ q: BudgetQuery; debitId: string }>) => batch.map((d): Settled<Computed> => {
+      try {
+        return { ok: true, value: debitSaved(d.q, d.debitId) };
+      } catch (e) {
+        return { ok: false, error: unavailable(e) };
+      }
+    }));
+    this.#debits = new TurnBatch((batch) => debitAll.immediate(batch), unavailable);
     const refund = db.transaction((debitId: string): boolean => {
       const now = this.clock.now();
       const d = this.st.takeDebit.get(debitId, now) as DebitRow | undefined;
@@ -213,7 +222,8 @@ export class SqliteBudgetStore implements BudgetStore {
   async debit(q: BudgetQuery): Promise<BudgetDebitResult> {
     checkQuery(q);
     const debitId = `dbt_${randomUUID()}`;
-    const c = await this.#debits.add({ q, debitId });
+    // A copy: the query is read when the batch runs, later in this turn, and was checked now.
+    const c = await this.#debits.add({ q: { ...q, lease: q.lease && { ...q.lease } }, debitId });
     if (c.raw.status !== 'ok') failFromStatus(c.raw, this.clock.now());
     return debitFromRaw(debitId, c.raw);
   }

@@ -7,7 +7,7 @@ import { ensurePrivateDbFile } from './private-file.ts';
 import { WAL_RESTART_PAGES, WAL_SIZE_LIMIT_BYTES } from './wal-checkpointer.ts';
 import { GateError } from '../errors.ts';
 import type { ReplayStore, RevocationState, RevocationStore } from './types.ts';
-import { TurnBatch } from './turn-batch.ts';
+import { TurnBatch, type Settled } from './turn-batch.ts';
 
 export type SqliteDb = Database.Database;
 
@@ -36,7 +36,7 @@ export function openStateDb(path: string, opts: { checkpointThread?: boolean } =
 
 interface ReplayMark {
   key: string;
-  /** The clock reading the caller judged freshness on: the row's expiry counts from it. */
+  /** The clock reading the mark is judged on (the caller's, when it passes one): expiry counts from it. */
   now: number;
   ttlMs: number;
 }
@@ -44,7 +44,8 @@ interface ReplayMark {
 const replayRefusal = (e: unknown) => new GateError('replay_cache_unavailable', 'sqlite replay store failed', { cause: e });
 
 /**
- * jti replay marks in the state database. The marks asked for in one event-loop turn are written
+ * jti replay marks in the state database, judged on the caller's clock reading (the DPoP verifier
+ * passes the one it checked freshness on). The marks asked for in one event-loop turn are written
  * together, in one transaction at the end of the turn (TurnBatch), and each caller is answered
  * only after that commit: a proof's jti is on disk (WAL, no fsync) before its request goes on,
  * exactly as with one transaction per mark, and a busy gate commits once for several proofs
@@ -65,18 +66,20 @@ export class SqliteReplayStore implements ReplayStore {
         purge.run(first);
         this.lastPurge = first;
       }
-      return marks.map((m) => insert.run(m.key, m.now + m.ttlMs, m.now).changes === 1);
+      return marks.map((m): Settled<boolean> => ({ ok: true, value: insert.run(m.key, m.now + m.ttlMs, m.now).changes === 1 }));
     });
     this.#batch = new TurnBatch((marks) => write.immediate(marks), replayRefusal);
   }
 
-  markUsed(key: string, ttlMs: number): Promise<boolean> {
+  markUsed(key: string, ttlMs: number, nowMs?: number): Promise<boolean> {
     let now: number;
     try {
-      now = this.now();
+      now = nowMs ?? this.now();
     } catch (e) {
       return Promise.reject(replayRefusal(e));
     }
+    // A reading that is not a finite time would expire (or purge) every mark: refuse it.
+    if (!Number.isFinite(now) || !Number.isFinite(ttlMs) || ttlMs <= 0) return Promise.reject(replayRefusal(new RangeError('unusable clock reading or ttl')));
     return this.#batch.add({ key, now, ttlMs });
   }
 

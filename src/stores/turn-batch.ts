@@ -1,7 +1,10 @@
 // Work collected over one event-loop turn and run together at its end (the check phase): the
 // state stores use it to put the writes that concurrent requests ask for in one turn into one
 // SQLite transaction. Each caller is answered only after the whole batch ran (and committed), in
-// the order the items arrived; when the batch fails, every caller gets the same refusal.
+// the order the items arrived. One item's failure is its own (`run` reports it per item, e.g. from
+// a savepoint); when the batch as a whole fails (BEGIN or COMMIT), every caller gets the refusal.
+
+export type Settled<O> = { ok: true; value: O } | { ok: false; error: unknown };
 
 interface Pending<I, O> {
   item: I;
@@ -14,11 +17,11 @@ export class TurnBatch<I, O> {
   #scheduled = false;
 
   /**
-   * `run` gets the items in arrival order and returns one result per item (synchronously: one
-   * transaction); `refusal` maps its failure to what every caller of that batch is rejected with.
+   * `run` gets the items in arrival order and returns one outcome per item, synchronously (one
+   * transaction); `refusal` maps a failure of the whole batch to what its callers are rejected with.
    */
   constructor(
-    private readonly run: (items: readonly I[]) => O[],
+    private readonly run: (items: readonly I[]) => Array<Settled<O>>,
     private readonly refusal: (err: unknown) => unknown,
   ) {}
 
@@ -36,15 +39,23 @@ export class TurnBatch<I, O> {
     this.#scheduled = false;
     const batch = this.#pending;
     this.#pending = [];
-    let outs: O[];
+    let outs: Array<Settled<O>>;
     try {
       outs = this.run(batch.map((p) => p.item));
-      if (outs.length !== batch.length) throw new Error(`batch returned ${outs.length} results for ${batch.length} items`);
     } catch (e) {
-      const err = this.refusal(e);
+      let err: unknown;
+      try {
+        err = this.refusal(e);
+      } catch (mapErr) {
+        err = mapErr;
+      }
       for (const p of batch) p.reject(err);
       return;
     }
-    batch.forEach((p, i) => p.resolve(outs[i]!));
+    batch.forEach((p, i) => {
+      const o = outs[i];
+      if (o?.ok) p.resolve(o.value);
+      else p.reject(o ? o.error : new Error('batch returned no outcome for this item'));
+    });
   }
 }

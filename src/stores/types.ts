@@ -3,8 +3,12 @@
 
 /** Single-use DPoP `jti`s. */
 export interface ReplayStore {
-  /** Records `key` for `ttlMs`; true when it was new, false when already seen (a replay). */
-  markUsed(key: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Records `key` for `ttlMs`; true when it was new, false when already seen (a replay). `nowMs`
+   * is the caller's clock reading the mark is judged on (the DPoP verifier passes the reading it
+   * judged freshness on); a store that keeps expiry times counts from it, Redis counts the TTL itself.
+   */
+  markUsed(key: string, ttlMs: number, nowMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

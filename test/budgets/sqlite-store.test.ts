@@ -78,3 +78,34 @@ test('fail closed: the debits of a batch that cannot commit are all refused (bud
     assert.ok(r.reason instanceof GateError && r.reason.code === 'budget_store_unavailable', String(r.status === 'rejected' ? r.reason : ''));
   }
 });
+
+test('one bad debit in a turn fails alone: a corrupt stored budget does not refuse the other principals\' debits', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-batch-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = new Database(join(dir, 'state.db'));
+  t.after(() => db.close());
+  const store = new SqliteBudgetStore(db);
+  await store.setPrincipalBudget({ principal: 'bob', window_seconds: 60, max_calls: 5 });
+  db.prepare("INSERT INTO budget_principals (principal, config) VALUES ('mallory', '{not json')").run();
+  const q = (principal: string) => ({ sessionId: `ses_${principal}`, principal, actionId: 'echo', lease: undefined });
+  const [bob, mallory] = await Promise.allSettled([store.debit(q('bob')), store.debit(q('mallory'))]);
+  assert.equal(bob.status, 'fulfilled', String(bob.status === 'rejected' ? bob.reason : ''));
+  assert.equal(mallory.status, 'rejected');
+  assert.equal((mallory as PromiseRejectedResult).reason.code, 'budget_store_unavailable');
+  assert.equal((await store.snapshot(q('bob'))).remaining_calls, 4, 'bob was debited exactly once');
+});
+
+test('attack: the query is copied when the debit is asked for; changing it before the batch runs changes nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-batch-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = new Database(join(dir, 'state.db'));
+  t.after(() => db.close());
+  const store = new SqliteBudgetStore(db);
+  await store.setPrincipalBudget({ principal: 'bob', window_seconds: 60, max_cost: 10 });
+  const q: { sessionId: string; principal: string; actionId: string; lease: undefined; cost?: number } = { sessionId: 'ses_b', principal: 'bob', actionId: 'echo', lease: undefined, cost: 1 };
+  const pending = store.debit(q);
+  q.cost = -1000;
+  const r = await pending;
+  assert.equal(r.cost, 1);
+  assert.equal((await store.snapshot({ ...q, cost: 1 })).remaining_cost, 9);
+});

@@ -75,3 +75,21 @@ test('fail closed: an unusable clock refuses the mark (replay_cache_unavailable)
   });
   await assert.rejects(replay.markUsed('k:1', TTL), (e: unknown) => e instanceof GateError && e.code === 'replay_cache_unavailable');
 });
+
+test('the caller\'s clock reading, when given, is the one the mark is judged on (the store reads no clock of its own)', async (t) => {
+  const { replay } = store(t, () => {
+    throw new Error('the store must not read its own clock when given one');
+  });
+  const t0 = Date.UTC(2026, 0, 1);
+  assert.equal(await replay.markUsed('k:c', 1000, t0), true);
+  assert.equal(await replay.markUsed('k:c', 1000, t0 + 999), false);
+  assert.equal(await replay.markUsed('k:c', 1000, t0 + 1001), true);
+});
+
+test('attack: a reading that is not a finite time is refused, and does not purge the live marks', async (t) => {
+  const { replay } = store(t);
+  assert.equal(await replay.markUsed('k:live', TTL), true);
+  await assert.rejects(replay.markUsed('k:other', TTL, Infinity), (e: unknown) => e instanceof GateError && e.code === 'replay_cache_unavailable');
+  await assert.rejects(replay.markUsed('k:other', TTL, Number.NaN), (e: unknown) => e instanceof GateError && e.code === 'replay_cache_unavailable');
+  assert.equal(await replay.markUsed('k:live', TTL), false, 'the live mark survived');
+});

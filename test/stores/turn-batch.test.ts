@@ -1,15 +1,17 @@
 // TurnBatch (src/stores/turn-batch.ts): the items of one event-loop turn run together, in arrival
-// order, and every caller shares the batch's outcome.
+// order; an item's failure is its own, a failure of the whole batch is every caller's.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { TurnBatch } from '../../src/stores/turn-batch.ts';
+import { TurnBatch, type Settled } from '../../src/stores/turn-batch.ts';
+
+const ok = <O>(value: O): Settled<O> => ({ ok: true, value });
 
 test('items added in one turn run as one batch, in arrival order; the next turn starts another', async () => {
   const runs: number[][] = [];
   const b = new TurnBatch<number, number>((items) => {
     runs.push([...items]);
-    return items.map((i) => i * 10);
+    return items.map((i) => ok(i * 10));
   }, (e) => e);
   const first = await Promise.all([b.add(1), b.add(2), b.add(3)]);
   assert.deepEqual(first, [10, 20, 30]);
@@ -18,11 +20,17 @@ test('items added in one turn run as one batch, in arrival order; the next turn 
   assert.deepEqual(runs, [[1, 2, 3], [4]]);
 });
 
+test('one item\'s failure is its own: the other callers of the batch get their results', async () => {
+  const b = new TurnBatch<number, number>((items) => items.map((i) => (i === 2 ? { ok: false, error: new Error('bad item') } : ok(i))), (e) => e);
+  const r = await Promise.allSettled([b.add(1), b.add(2), b.add(3)]);
+  assert.deepEqual(r.map((x) => (x.status === 'fulfilled' ? x.value : (x.reason as Error).message)), [1, 'bad item', 3]);
+});
+
 test('fail closed: a batch that throws rejects every caller with the refusal, and the next batch runs normally', async () => {
   let fail = true;
   const b = new TurnBatch<string, string>((items) => {
     if (fail) throw new Error('disk gone');
-    return items.map((i) => i.toUpperCase());
+    return items.map((i) => ok(i.toUpperCase()));
   }, (e) => new Error(`refused: ${(e as Error).message}`));
   const r = await Promise.allSettled([b.add('a'), b.add('b')]);
   assert.deepEqual(r.map((x) => x.status === 'rejected' && (x.reason as Error).message), ['refused: disk gone', 'refused: disk gone']);
@@ -30,8 +38,16 @@ test('fail closed: a batch that throws rejects every caller with the refusal, an
   assert.equal(await b.add('c'), 'C');
 });
 
-test('a batch that answers for fewer items than it got refuses them all (no caller is left hanging or given another\'s answer)', async () => {
-  const b = new TurnBatch<number, number>((items) => items.slice(1), (e) => e);
-  const r = await Promise.allSettled([b.add(1), b.add(2)]);
-  assert.ok(r.every((x) => x.status === 'rejected'));
+test('no caller is left hanging: a short answer refuses the items it left out, a throwing refusal still settles everyone', async () => {
+  const short = new TurnBatch<number, number>((items) => items.slice(1).map(ok), (e) => e);
+  const r = await Promise.allSettled([short.add(1), short.add(2)]);
+  assert.equal(r[0]!.status, 'fulfilled');
+  assert.equal(r[1]!.status, 'rejected');
+  const broken = new TurnBatch<number, number>(() => {
+    throw new Error('boom');
+  }, () => {
+    throw new Error('refusal broke');
+  });
+  const s = await Promise.allSettled([broken.add(1), broken.add(2)]);
+  assert.ok(s.every((x) => x.status === 'rejected'));
 });
