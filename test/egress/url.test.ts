@@ -115,8 +115,11 @@ test('property: .suffix matches apex and subdomains; *.suffix only strict subdom
       const dot = compileDomainPatterns([`.${apex}`]);
       const star = compileDomainPatterns([`*.${apex}`]);
       if (dot.length === 0) {
-        // Only a number-like last label (an IPv4 form to WHATWG) makes an entry malformed.
-        assert.match(base[base.length - 1] ?? '', /^(0x[0-9a-f]*|[0-9]+)$/);
+        // Only a number-like last label (an IPv4 form to WHATWG) or a label WHATWG cannot decode
+        // (an `xn--` label that is not valid punycode, e.g. `xn--a`) makes an entry malformed.
+        const numberLike = /^(0x[0-9a-f]*|[0-9]+)$/.test(base[base.length - 1] ?? '');
+        const badALabel = base.some((l) => l.startsWith('xn--')) && !URL.canParse(`https://${apex}/`);
+        assert.ok(numberLike || badALabel, `.${apex} was refused`);
         return;
       }
       const host = [...sub, apex].join('.');
