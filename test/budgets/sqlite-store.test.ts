@@ -79,12 +79,17 @@ test('fail closed: the debits of a batch that cannot commit are all refused (bud
   }
 });
 
-test('one bad debit in a turn fails alone: a corrupt stored budget does not refuse the other principals\' debits', async (t) => {
+/** A store on a fresh file, closed and removed after the test. */
+function batchStore(t: { after(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-batch-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const db = new Database(join(dir, 'state.db'));
   t.after(() => db.close());
-  const store = new SqliteBudgetStore(db);
+  return { db, store: new SqliteBudgetStore(db) };
+}
+
+test('one bad debit in a turn fails alone: a corrupt stored budget does not refuse the other principals\' debits', async (t) => {
+  const { db, store } = batchStore(t);
   await store.setPrincipalBudget({ principal: 'bob', window_seconds: 60, max_calls: 5 });
   db.prepare("INSERT INTO budget_principals (principal, config) VALUES ('mallory', '{not json')").run();
   const q = (principal: string) => ({ sessionId: `ses_${principal}`, principal, actionId: 'echo', lease: undefined });
@@ -96,11 +101,7 @@ test('one bad debit in a turn fails alone: a corrupt stored budget does not refu
 });
 
 test('attack: the query is copied when the debit is asked for; changing it before the batch runs changes nothing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-budget-batch-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const db = new Database(join(dir, 'state.db'));
-  t.after(() => db.close());
-  const store = new SqliteBudgetStore(db);
+  const { store } = batchStore(t);
   await store.setPrincipalBudget({ principal: 'bob', window_seconds: 60, max_cost: 10 });
   const q: { sessionId: string; principal: string; actionId: string; lease: undefined; cost?: number } = { sessionId: 'ses_b', principal: 'bob', actionId: 'echo', lease: undefined, cost: 1 };
   const pending = store.debit(q);
