@@ -80,6 +80,11 @@ function prepare(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepare>;
 
+/** What a failed store operation throws: a GateError as it is, anything else budget_store_unavailable. */
+function unavailable(e: unknown): GateError {
+  return e instanceof GateError ? e : new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e });
+}
+
 export class SqliteBudgetStore implements BudgetStore {
   private readonly clock: Clock;
   private readonly debitTtlMs: number;
@@ -123,7 +128,6 @@ export class SqliteBudgetStore implements BudgetStore {
       }
       return c;
     };
-    const unavailable = (e: unknown) => (e instanceof GateError ? e : new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e }));
     // Each debit in its own savepoint: one that fails (a corrupt stored budget, a bad bind) rolls
     // back alone and answers its own caller; the others commit.
     const debitSaved = db.transaction(debitOne);
@@ -193,8 +197,7 @@ export class SqliteBudgetStore implements BudgetStore {
     try {
       return op();
     } catch (e) {
-      if (e instanceof GateError) throw e;
-      throw new GateError('budget_store_unavailable', 'sqlite budget store failed', { cause: e });
+      throw unavailable(e);
     }
   }
 

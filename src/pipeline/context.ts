@@ -93,9 +93,9 @@ export interface ExecContext {
   secretValues?: Map<string, string>;
   intentId?: string;
   /**
-   * The execution intent being made durable (set by executionIntent, settled by dispatch): the
-   * provider's first step may compute meanwhile, but its host I/O, and every stage after dispatch,
-   * wait for it. Rejects with the ledger's error when the intent could not be recorded.
+   * The execution intent being made durable (set by executionIntent, awaited by dispatch): a
+   * provider that cannot do I/O computes meanwhile; a provider's host I/O, and every stage after
+   * dispatch, wait for it. Rejects with the ledger's error when the intent could not be recorded.
    */
   intentDurable?: Promise<void>;
   run?: DispatchResult;

@@ -207,8 +207,7 @@ export function instrumentModule(original: Uint8Array, options: InstrumentOption
     throw new ModuleRejectedError('instrumented module does not compile', { cause: err });
   }
   // The instrumentation may add nothing to the module's interface but the two globals and the
-  // memory import.
-  // memory import (compared as lists: a module may import one kernel function twice).
+  // memory import (imports compared as lists: a module may import one kernel function twice).
   const after = moduleImports(module).map((i) => `${i.kind}:${i.module}.${i.name}`).sort();
   const before = [...imports.map((n) => `function:${EXTISM_NAMESPACE}.${n}`), `memory:${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name}`].sort();
   if (after.length !== before.length || after.some((i, k) => i !== before[k])) throw new ModuleRejectedError('instrumentation left an unexpected import');

@@ -101,15 +101,21 @@ export function importsMemory(bytes: Uint8Array): boolean {
   return moduleImports(compileModule(bytes)).some((i) => i.kind === 'memory');
 }
 
+/** The sections and the limits of the module's one defined memory; refuses an imported memory or none. */
+function definedMemory(bytes: Uint8Array): { all: Section[]; limits: MemoryLimits } {
+  const all = sections(bytes);
+  if (all.some((s) => s.id === SECTION_IMPORT) && importsMemory(bytes)) throw new WasmFormatError('module imports its memory');
+  const limits = readMemoryLimits(bytes);
+  if (!limits) throw new WasmFormatError('module defines no memory');
+  return { all, limits };
+}
+
 /**
  * Returns a copy of `bytes` whose single memory has maximum = min(declared maximum, maxPages).
  * Throws when the module's initial memory already exceeds maxPages or it defines no memory.
  */
 export function capMemory(bytes: Uint8Array, maxPages: number): { bytes: Uint8Array; limits: MemoryLimits } {
-  const all = sections(bytes);
-  if (all.some((s) => s.id === SECTION_IMPORT) && importsMemory(bytes)) throw new WasmFormatError('module imports its memory');
-  const limits = readMemoryLimits(bytes);
-  if (!limits) throw new WasmFormatError('module defines no memory');
+  const { all, limits } = definedMemory(bytes);
   if (limits.initial > maxPages) throw new WasmFormatError(`initial memory ${limits.initial} pages exceeds the cap of ${maxPages} pages`);
   const maximum = Math.min(limits.maximum ?? maxPages, maxPages);
   const payload = [...encodeU32(1), 0x01, ...encodeU32(limits.initial), ...encodeU32(maximum)];
@@ -145,10 +151,7 @@ function section(id: number, payload: readonly number[] | Uint8Array): Uint8Arra
  * Requires a capped module: one memory with a maximum, none imported.
  */
 export function importMemory(bytes: Uint8Array, module: string, name: string): { bytes: Uint8Array; limits: MemoryLimits & { maximum: number } } {
-  const all = sections(bytes);
-  if (all.some((s) => s.id === SECTION_IMPORT) && importsMemory(bytes)) throw new WasmFormatError('module imports its memory');
-  const limits = readMemoryLimits(bytes);
-  if (!limits) throw new WasmFormatError('module defines no memory');
+  const { all, limits } = definedMemory(bytes);
   if (limits.maximum === undefined) throw new WasmFormatError('memory has no maximum (cap it first)');
   const entry = [...encodeName(module), ...encodeName(name), 0x02, 0x01, ...encodeU32(limits.initial), ...encodeU32(limits.maximum)];
   const imports = all.find((s) => s.id === SECTION_IMPORT);
