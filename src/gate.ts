@@ -66,6 +66,8 @@ export interface GateServices {
   version: string;
   clock: Clock;
   state: GateState;
+  /** Background work held until no client request is in flight (told here when the last one ends). */
+  quiet?: { settled(): void };
   keys: GateKeys;
   leaseVerifier: LeaseVerifier;
   dpop: DpopVerifier;
@@ -109,7 +111,7 @@ export function buildClientApp(s: GateServices): Hono<GateEnv> {
     try {
       await next();
     } finally {
-      s.state.requests--;
+      if (--s.state.requests === 0) s.quiet?.settled();
     }
   });
   app.use('*', traceIds());

@@ -18,6 +18,7 @@ import { WalCheckpointer } from '../stores/wal-checkpointer.ts';
 import { createRedis, RedisReplayStore, RedisRevocationStore, waitReady } from '../stores/redis.ts';
 import type { ReplayStore, RevocationStore } from '../stores/types.ts';
 import { buildAdminApp, buildClientApp, type GateServices, type HealthReport, type RouteModule } from '../gate.ts';
+import { QuietQueue } from './quiet.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -50,6 +51,8 @@ export interface CoreParts {
   replay: ReplayStore;
   revocation: RevocationStore;
   state: GateServices['state'];
+  /** Background work held until no client request is in flight (the sandbox's prewarms). */
+  quiet: QuietQueue;
 }
 
 export interface Extension {
@@ -114,7 +117,8 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   const leaseVerifier = new LeaseVerifier(() => leaseKeys, config.public_base_url, clock);
   const identity = createIdentityProvider(config.identity);
   const operators: OperatorRecord[] = config.operators.map((o) => ({ name: o.name, apiKeyHash: Buffer.from(o.api_key_sha256, 'hex'), jkt: o.dpop_jkt }));
-  const core: CoreParts = { config, clock, keystore, redis, stateDb, stateWal, replay, revocation, state };
+  const quiet = new QuietQueue(() => state.requests > 0);
+  const core: CoreParts = { config, clock, keystore, redis, stateDb, stateWal, replay, revocation, state, quiet };
   let ext: Extension;
   try {
     if (!opts.extend) throw new Error('createRuntime needs the pipeline extension');
@@ -128,6 +132,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     version: VERSION,
     clock,
     state,
+    quiet,
     keys: {
       leaseSigningKey: () => keystore.lease,
       leasePublicKeys: () => leaseKeys,

@@ -40,9 +40,9 @@ const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..');
  * Loads the manifests and registers (digest-checks, instruments) every module in a new sandbox.
  * A module that fails verification does not stop the gate: its action is refused (403) and named.
  */
-export async function loadActiveConfig(manifestsDir: string, cache: InstrumentCache): Promise<ActiveConfig> {
+export async function loadActiveConfig(manifestsDir: string, cache: InstrumentCache, schedule?: (task: () => void) => void): Promise<ActiveConfig> {
   const registry: Registry = loadRegistry(manifestsDir, { root: manifestsDir === join(PROJECT_ROOT, 'manifests') ? PROJECT_ROOT : resolve(manifestsDir, '..') });
-  const sandbox = new Sandbox({ cache });
+  const sandbox = new Sandbox({ cache, ...(schedule ? { schedule } : {}) });
   const refused = new Map<string, { code: 'action_digest_mismatch' | 'action_not_registered'; reason: string }>();
   try {
     for (const action of registry.actions()) {
@@ -102,7 +102,8 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
 
     // Registry + sandbox, swapped together by reload.
     const cache = new InstrumentCache();
-    let active = await loadActiveConfig(config.manifests_dir, cache);
+    const whenQuiet = (task: () => void) => core.quiet.run(task);
+    let active = await loadActiveConfig(config.manifests_dir, cache, whenQuiet);
     closers.push(() => active.sandbox.close());
 
     // Policy: compiled Rego in-process; data persisted in the state dir, validated at load.
@@ -179,7 +180,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
     closers.push(() => metrics.close());
 
     const reload = async () => {
-      const next = await loadActiveConfig(config.manifests_dir, cache);
+      const next = await loadActiveConfig(config.manifests_dir, cache, whenQuiet);
       let prepared;
       try {
         prepared = await policyData.prepareReload(readFileSync(config.policy_wasm));

@@ -97,6 +97,11 @@ export interface SandboxOptions {
   cache?: InstrumentCache;
   /** Keep one instantiated instance per action ready, created off the request path. Default true. */
   prewarm?: boolean;
+  /**
+   * Where a prewarm runs: the gate passes its QuietQueue (src/runtime/quiet.ts), so that the
+   * instantiation waits until no request is in flight. Default: a 0 ms timer.
+   */
+  schedule?: (task: () => void) => void;
   /** Monotonic milliseconds; tests may inject. */
   now?: () => number;
 }
@@ -236,12 +241,14 @@ export class Sandbox {
   readonly #entries = new Map<string, Entry>();
   readonly #cache: InstrumentCache;
   readonly #prewarm: boolean;
+  readonly #schedule: (task: () => void) => void;
   readonly #now: () => number;
   #closed = false;
 
   constructor(options: SandboxOptions = {}) {
     this.#cache = options.cache ?? new InstrumentCache();
     this.#prewarm = options.prewarm ?? true;
+    this.#schedule = options.schedule ?? ((task) => setTimeout(task, 0));
     this.#now = options.now ?? (() => performance.now());
   }
 
@@ -563,9 +570,8 @@ export class Sandbox {
   #schedulePrewarm(entry: Entry): void {
     if (entry.filling || entry.next || this.#closed) return;
     entry.filling = true;
-    // A timer, not setImmediate: the instantiation (~0.3 ms) then runs after the current request's
-    // ledger commit (check phase) and reply, instead of in front of them.
-    setTimeout(() => {
+    // Off the request path: the gate runs this once no request is in flight (after the reply).
+    this.#schedule(() => {
       if (this.#closed || !this.#entries.has(entry.manifest.action_id)) {
         entry.filling = false;
         return;
@@ -583,6 +589,6 @@ export class Sandbox {
           entry.filling = false;
         },
       );
-    }, 0);
+    });
   }
 }
