@@ -27,7 +27,9 @@ export type ReceiptBinding = Pick<Receipt,
 export type JobSpec =
   | { kind: 'append'; at: string; event: PreparedEvent }
   | { kind: 'intent'; at: string; intent: ExecutionIntentsTable; event: PreparedEvent | null }
-  | { kind: 'finalize'; at: string; intentId: string; receipt: ReceiptBinding; receiptJson: string; event: PreparedEvent };
+  | { kind: 'finalize'; at: string; intentId: string; receipt: ReceiptBinding; receiptJson: string; event: PreparedEvent }
+  /** recordIntent + finalize in one (Ledger.complete): the intent row arrives already resolved. */
+  | { kind: 'complete'; at: string; intent: ExecutionIntentsTable; receipt: ReceiptBinding; receiptJson: string; event: PreparedEvent };
 
 export interface RecordedIntent {
   intent_id: string;
@@ -38,6 +40,10 @@ export interface RecordedIntent {
 export interface Finalized {
   receipt_id: string;
   event: AppendResult;
+}
+
+export interface Completed extends Finalized {
+  intent_id: string;
 }
 
 /** A job's refusal, thrown before the job wrote anything: only that job fails, the batch goes on. */
@@ -70,6 +76,34 @@ export class ChainCursor {
 
 const finalizeRefusal = (msg: string, cause?: unknown) =>
   new Refusal(new GateError('evidence_persistence_failed', `finalize: ${msg}`, cause === undefined ? {} : { cause }));
+const completeRefusal = (msg: string, cause?: unknown) =>
+  new Refusal(new GateError('internal_error', `complete: ${msg}`, cause === undefined ? {} : { cause }));
+
+/**
+ * Checks a receipt against the intent it resolves (its stored grant): the first field that
+ * differs, or undefined. Throws `refusal` when the stored grant is unreadable.
+ */
+function receiptMismatch(receipt: ReceiptBinding, intent: ExecutionIntentsTable, refusal: (msg: string, cause?: unknown) => Refusal): string | undefined {
+  let moduleDigest: unknown;
+  try {
+    moduleDigest = (JSON.parse(intent.grant_json) as { module_digest?: unknown }).module_digest;
+  } catch (err) {
+    throw refusal('stored grant is unreadable', err);
+  }
+  return ([
+    ['grant_id', intent.grant_id], ['trace_id', intent.trace_id], ['action_id', intent.action_id],
+    ['action_version', intent.action_version], ['principal', intent.principal], ['session_id', intent.session_id],
+    ['request_hash', intent.request_hash], ['plan_hash', intent.plan_hash], ['provider_module_digest', moduleDigest],
+  ] as const).find(([k, v]) => receipt[k] !== v)?.[0];
+}
+
+function receiptRow(intentId: string, receipt: ReceiptBinding, receiptJson: string, eventSeq: number, at: string): ReceiptsTable {
+  return {
+    receipt_id: receipt.receipt_id, intent_id: intentId, grant_id: receipt.grant_id, trace_id: receipt.trace_id,
+    action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id,
+    event_seq: eventSeq, receipt_json: receiptJson, created_at: at,
+  };
+}
 
 /** Runs one job in the open transaction `tx`. Throws {@link Refusal} (nothing written) or a database error. */
 export async function runJob(tx: ChainTx, cursor: ChainCursor, job: JobSpec): Promise<unknown> {
@@ -88,29 +122,28 @@ export async function runJob(tx: ChainTx, cursor: ChainCursor, job: JobSpec): Pr
       const intent = await tx.intent(intentId);
       if (!intent) throw finalizeRefusal('unknown intent');
       if (intent.resolved_at !== null) throw finalizeRefusal('intent already resolved');
-      let moduleDigest: unknown;
-      try {
-        moduleDigest = (JSON.parse(intent.grant_json) as { module_digest?: unknown }).module_digest;
-      } catch (err) {
-        throw finalizeRefusal('stored grant is unreadable', err);
-      }
-      const mismatch = ([
-        ['grant_id', intent.grant_id], ['trace_id', intent.trace_id], ['action_id', intent.action_id],
-        ['action_version', intent.action_version], ['principal', intent.principal], ['session_id', intent.session_id],
-        ['request_hash', intent.request_hash], ['plan_hash', intent.plan_hash], ['provider_module_digest', moduleDigest],
-      ] as const).find(([k, v]) => receipt[k] !== v);
-      if (mismatch) throw finalizeRefusal(`receipt ${mismatch[0]} does not match the intent`);
+      const mismatch = receiptMismatch(receipt, intent, finalizeRefusal);
+      if (mismatch) throw finalizeRefusal(`receipt ${mismatch} does not match the intent`);
       if (await tx.receiptExists(receipt.receipt_id)) throw finalizeRefusal('receipt_id exists');
       // Writes start here: nothing below may throw a Refusal.
       if ((await tx.resolveIntent(intentId, job.at, receipt.receipt_id)) !== 1) throw new Error('intent changed under the chain lock');
       const event = cursor.add(job.event, job.at);
-      const row: ReceiptsTable = {
-        receipt_id: receipt.receipt_id, intent_id: intentId, grant_id: receipt.grant_id, trace_id: receipt.trace_id,
-        action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id,
-        event_seq: event.seq, receipt_json: job.receiptJson, created_at: job.at,
-      };
-      await tx.insertReceipt(row);
+      await tx.insertReceipt(receiptRow(intentId, receipt, job.receiptJson, event.seq, job.at));
       return { receipt_id: receipt.receipt_id, event } satisfies Finalized;
+    }
+    case 'complete': {
+      const { intent, receipt } = job;
+      const used = await tx.intentConflict(intent.grant_id, intent.intent_id);
+      if (used) throw completeRefusal(used.grant_id === intent.grant_id ? 'grant already consumed' : 'intent_id exists');
+      if (intent.resolved_at === null || intent.receipt_id !== receipt.receipt_id) throw completeRefusal('intent row is not resolved by this receipt');
+      const mismatch = receiptMismatch(receipt, intent, completeRefusal);
+      if (mismatch) throw completeRefusal(`receipt ${mismatch} does not match the grant`);
+      if (await tx.receiptExists(receipt.receipt_id)) throw completeRefusal('receipt_id exists');
+      // Writes start here: nothing below may throw a Refusal.
+      await tx.insertIntent(intent);
+      const event = cursor.add(job.event, job.at);
+      await tx.insertReceipt(receiptRow(intent.intent_id, receipt, job.receiptJson, event.seq, job.at));
+      return { intent_id: intent.intent_id, receipt_id: receipt.receipt_id, event } satisfies Completed;
     }
   }
 }

@@ -15,7 +15,7 @@ import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
 import { rowToEvent, signNextCheckpoint } from './checkpoint-sign.ts';
 import { signedText } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
-import { runBatch, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
+import { runBatch, type Completed, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
 import { WriterThread } from './writer-thread.ts';
 import { WalSync } from './wal-sync.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
@@ -63,6 +63,11 @@ export interface RecordIntentInput {
 
 export interface FinalizeInput {
   intentId: string;
+  receipt: Receipt;
+  auditEvent: AuditEventInput;
+}
+
+export interface CompleteInput extends RecordIntentInput {
   receipt: Receipt;
   auditEvent: AuditEventInput;
 }
@@ -250,38 +255,20 @@ export class Ledger {
    * grant keys; a grant already consumed, malformed or not verifying is refused (`internal_error`).
    */
   async recordIntent(input: RecordIntentInput, auditEvent?: AuditEventInput): Promise<RecordedIntent> {
-    const grant = input?.grant;
-    const problem = grantProblem(grant, true);
-    if (problem) throw new GateError('internal_error', `recordIntent: ${problem}`);
-    const intentId = input.intent_id ?? `int_${this.#uuid()}`;
-    if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', 'recordIntent: intent_id must be int_<uuidv7>');
-    const grantJson = verifiedText(grant, this.#keys.grantKeys(), verifyGrant, {
-      malformed: (err) => new GateError('internal_error', 'recordIntent: malformed input', { cause: err }),
-      badSignature: (status) => new GateError('internal_error', `recordIntent: grant signature ${status}`),
-    });
+    const { intent, grantJson } = this.#intentRow(input, 'recordIntent');
+    const grant = input.grant;
     let prepared: PreparedEvent | null = null;
     try {
       if (auditEvent) {
         prepared = this.#prepare(auditEvent, {
           bind: { trace_id: grant.trace_id, action_id: grant.action_id, principal: grant.principal, session_id: grant.session_id },
-          reserved: { intent_id: intentId, grant_id: grant.grant_id, grant_digest: `sha256:${sha256Hex(grantJson)}` },
+          reserved: { intent_id: intent.intent_id, grant_id: grant.grant_id, grant_digest: `sha256:${sha256Hex(grantJson)}` },
         });
       }
     } catch (err) {
       throw err instanceof GateError ? err : new GateError('internal_error', 'recordIntent: malformed input', { cause: err });
     }
-    const at = isoNow(this.#clock);
-    return this.#enqueue('ledger_unavailable', {
-      kind: 'intent',
-      at,
-      event: prepared,
-      intent: {
-        intent_id: intentId, trace_id: grant.trace_id, grant_id: grant.grant_id, grant_json: grantJson,
-        grant_signature: grant.grant_signature, action_id: grant.action_id, action_version: grant.action_version,
-        principal: grant.principal, session_id: grant.session_id, request_hash: grant.request_hash,
-        plan_hash: grant.plan_hash, created_at: at, resolved_at: null, receipt_id: null,
-      },
-    }) as Promise<RecordedIntent>;
+    return this.#enqueue('ledger_unavailable', { kind: 'intent', at: intent.created_at, event: prepared, intent }) as Promise<RecordedIntent>;
   }
 
   /**
@@ -295,6 +282,56 @@ export class Ledger {
     const fail = (msg: string, cause?: unknown) => new GateError('evidence_persistence_failed', `finalize: ${msg}`, { cause });
     const { intentId, receipt, auditEvent } = input ?? ({} as FinalizeInput);
     if (typeof intentId !== 'string' || !INTENT_ID.test(intentId)) throw fail('intentId must be int_<uuidv7>');
+    const parts = this.#receiptParts(receipt, intentId, auditEvent, fail);
+    return this.#enqueue('evidence_persistence_failed', { kind: 'finalize', intentId, ...parts }) as Promise<Finalized>;
+  }
+
+  /**
+   * The one-phase form for a run that cannot have had an effect (a provider that may not do I/O,
+   * src/pipeline/stages/dispatch.ts): the execution intent (consuming its grant), already resolved,
+   * the receipt and the final audit event, in one transaction, fsynced before it is acknowledged.
+   * The rows are the ones {@link recordIntent} + {@link finalize} would leave, with the same checks
+   * (grant signature, unconsumed grant, receipt signature, receipt matching the grant). Nothing is
+   * written before the run, so a crash during it leaves nothing, which is right: nothing happened.
+   *
+   * Errors: a database failure is `ledger_unavailable` (nothing was recorded: the caller fails the
+   * call and refunds its debit); a refused grant or receipt is `internal_error`.
+   */
+  async complete(input: CompleteInput): Promise<Completed> {
+    const { intent } = this.#intentRow(input, 'complete');
+    const fail = (msg: string, cause?: unknown) => new GateError('internal_error', `complete: ${msg}`, { cause });
+    const parts = this.#receiptParts(input.receipt, intent.intent_id, input.auditEvent, fail);
+    const resolved: ExecutionIntentsTable = { ...intent, created_at: parts.at, resolved_at: parts.at, receipt_id: parts.receipt.receipt_id };
+    return this.#enqueue('ledger_unavailable', { kind: 'complete', intent: resolved, ...parts }) as Promise<Completed>;
+  }
+
+  /** The intent row for a grant: its signature verified (or signed here), its id checked or minted. */
+  #intentRow(input: RecordIntentInput, what: string): { intent: ExecutionIntentsTable; grantJson: string } {
+    const grant = input?.grant;
+    const problem = grantProblem(grant, true);
+    if (problem) throw new GateError('internal_error', `${what}: ${problem}`);
+    const intentId = input.intent_id ?? `int_${this.#uuid()}`;
+    if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', `${what}: intent_id must be int_<uuidv7>`);
+    const grantJson = verifiedText(grant, this.#keys.grantKeys(), verifyGrant, {
+      malformed: (err) => new GateError('internal_error', `${what}: malformed input`, { cause: err }),
+      badSignature: (status) => new GateError('internal_error', `${what}: grant signature ${status}`),
+    });
+    const at = isoNow(this.#clock);
+    return {
+      grantJson,
+      intent: {
+        intent_id: intentId, trace_id: grant.trace_id, grant_id: grant.grant_id, grant_json: grantJson,
+        grant_signature: grant.grant_signature, action_id: grant.action_id, action_version: grant.action_version,
+        principal: grant.principal, session_id: grant.session_id, request_hash: grant.request_hash,
+        plan_hash: grant.plan_hash, created_at: at, resolved_at: null, receipt_id: null,
+      },
+    };
+  }
+
+  /** A receipt's verified text, the fields checked against its intent, and its final audit event. */
+  #receiptParts(
+    receipt: Receipt, intentId: string, auditEvent: AuditEventInput, fail: (msg: string, cause?: unknown) => GateError,
+  ): { at: string; receipt: ReceiptBinding; receiptJson: string; event: PreparedEvent } {
     if (typeof receipt !== 'object' || receipt === null || typeof receipt.receipt_id !== 'string' || !RECEIPT_ID.test(receipt.receipt_id)) {
       throw fail('receipt_id must be rcpt_<uuidv7>');
     }
@@ -302,9 +339,9 @@ export class Ledger {
       malformed: (err) => fail('malformed receipt or audit event', err),
       badSignature: (status) => fail(`receipt signature ${status}`),
     });
-    let prepared: PreparedEvent;
+    let event: PreparedEvent;
     try {
-      prepared = this.#prepare(auditEvent, {
+      event = this.#prepare(auditEvent, {
         bind: { trace_id: receipt.trace_id, action_id: receipt.action_id, principal: receipt.principal, session_id: receipt.session_id },
         reserved: { intent_id: intentId, receipt_id: receipt.receipt_id, receipt_digest: `sha256:${sha256Hex(receiptJson)}` },
       });
@@ -322,7 +359,7 @@ export class Ledger {
       action_version: receipt.action_version, principal: receipt.principal, session_id: receipt.session_id,
       request_hash: receipt.request_hash, plan_hash: receipt.plan_hash, provider_module_digest: receipt.provider_module_digest,
     };
-    return this.#enqueue('evidence_persistence_failed', { kind: 'finalize', at, intentId, receipt: binding, receiptJson, event: prepared }) as Promise<Finalized>;
+    return { at, receipt: binding, receiptJson, event };
   }
 
   // ---------------------------------------------------------------- reads

@@ -91,13 +91,14 @@ export interface ExecContext {
   debit?: BudgetDebitResult;
   grant?: SignedGrant;
   secretValues?: Map<string, string>;
+  /** Set once the execution intent is durable (two-phase) or committed with its receipt (one-phase). */
   intentId?: string;
   /**
-   * The execution intent being made durable (set by executionIntent, awaited by dispatch): a
-   * provider that cannot do I/O computes meanwhile; a provider's host I/O, and every stage after
-   * dispatch, wait for it. Rejects with the ledger's error when the intent could not be recorded.
+   * One-phase evidence: the provider may not do I/O (`max_io_calls` 0), so it cannot have an
+   * effect, and its intent is written with its receipt in one transaction (Ledger.complete) by
+   * receiptAndFinalize instead of before dispatch (src/pipeline/stages/dispatch.ts).
    */
-  intentDurable?: Promise<void>;
+  intentWithReceipt?: boolean;
   run?: DispatchResult;
   verification?: VerificationResult;
   receipt?: Receipt;

@@ -55,9 +55,6 @@ export async function runStages(stages: readonly Stage[], ctx: ExecContext, deps
     return ctx.response;
   } catch (e) {
     const err = toGateError(e);
-    // A failure while the intent is still being written: wait for its outcome, which decides
-    // the refund (a recorded intent keeps its debit and stays unresolved, as after a crash).
-    if (ctx.intentDurable) await ctx.intentDurable.catch(() => undefined);
     if (ctx.debit && !ctx.intentId) {
       // The call never reached its intent: give the budget back (exactly once).
       await deps.budgets.refund(ctx.debit.debit_id).catch(() => false);

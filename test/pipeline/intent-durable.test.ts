@@ -1,7 +1,8 @@
-// A provider that can only compute (max_io_calls 0) runs while its execution intent is written
-// (src/pipeline/stages/dispatch.ts); one that may do I/O starts only once the intent is durable.
-// These tests hold the intent's write open and check that nothing leaves the gate, and no stage
-// after dispatch runs, before it is durable; and that an intent that fails fails the call.
+// A provider that may do I/O starts only once its execution intent is durable; one that can only
+// compute (max_io_calls 0) gets its intent one-phase, with its receipt, after the run
+// (src/pipeline/stages/dispatch.ts). These tests hold the intent's write open and check that
+// nothing leaves the gate before it is durable, that an intent that fails fails the call, and that
+// a one-phase run records nothing before it ends and can never reach the egress guard.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -15,6 +16,8 @@ interface Harness {
   deps: PipelineDeps;
   events: string[];
   refunds: string[];
+  /** recordIntent calls. */
+  asked: string[];
   settleIntent: (ok: boolean) => void;
 }
 
@@ -22,6 +25,7 @@ interface Harness {
 function harness(provider: 'io' | 'pure', options: { abortedSignal?: boolean } = {}): Harness {
   const events: string[] = [];
   const refunds: string[] = [];
+  const asked: string[] = [];
   let settle!: (ok: boolean) => void;
   const intent = new Promise<{ intent_id: string }>((resolve, reject) => {
     settle = (ok) => {
@@ -49,7 +53,7 @@ function harness(provider: 'io' | 'pure', options: { abortedSignal?: boolean } =
   };
   const deps = {
     clock: { now: () => Date.now() },
-    ledger: { recordIntent: async () => intent },
+    ledger: { recordIntent: async () => { asked.push('intent asked'); return intent; } },
     egress: {
       fetch: async () => {
         events.push('request left the gate');
@@ -69,7 +73,7 @@ function harness(provider: 'io' | 'pure', options: { abortedSignal?: boolean } =
     debit: { debit_id: 'dbt_1' },
     requestHash: 'sha256:22',
   } as unknown as ExecContext;
-  return { ctx, deps, events, refunds, settleIntent: settle };
+  return { ctx, deps, events, refunds, asked, settleIntent: settle };
 }
 
 /** Stands for everything after dispatch (receipt, evidence, answer). */
@@ -98,42 +102,36 @@ test('attack: host I/O asked for after the call ended (signal aborted) never rea
   assert.ok(h.events.includes('provider io failed'));
 });
 
-test('a provider without I/O runs while its intent is written; nothing after dispatch runs before the intent is durable', async () => {
+test('a provider without I/O records no intent before or during its run (one-phase: written with its receipt)', async () => {
   const h = harness('pure');
   const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
-  await delay(20);
-  assert.deepEqual(h.events, ['provider started', 'provider done']);
-  h.settleIntent(true);
   assert.equal((await out).status, 200);
-  assert.deepEqual(h.events.slice(2), ['intent durable', 'after dispatch (intent int_1)']);
+  assert.deepEqual(h.events, ['provider started', 'provider done', 'after dispatch (intent missing)']);
+  assert.equal(h.ctx.intentWithReceipt, true);
+  assert.deepEqual(h.asked, [], 'an intent was written before the run');
 });
 
-for (const provider of ['io', 'pure'] as const) {
-  test(`attack: the intent cannot be recorded (provider ${provider}) -> nothing leaves the gate, 503 ledger_unavailable, debit refunded, no receipt`, async () => {
-    const h = harness(provider);
-    const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
-    await delay(20);
-    h.settleIntent(false);
-    const r = await out;
-    assert.equal(r.status, 503);
-    assert.deepEqual(r.body, { error: 'ledger_unavailable' });
-    assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
-    assert.equal(h.events.some((e) => e.startsWith('after dispatch')), false, 'a stage after dispatch ran');
-    assert.deepEqual(h.refunds, ['dbt_1']);
-    if (provider === 'io') assert.equal(h.events.includes('provider started'), false, 'an I/O provider started without a durable intent');
-  });
-}
+test('attack: a provider without I/O that asks for I/O anyway never reaches the egress guard (no durable intent)', async () => {
+  const h = harness('io');
+  // The manifest says max_io_calls 0, but the provider asks: the host must refuse on its own.
+  (h.ctx.action!.manifest.resource_limits as { max_io_calls: number }).max_io_calls = 0;
+  const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+  await out;
+  assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
+  assert.ok(h.events.includes('provider io failed'));
+  assert.deepEqual(h.asked, []);
+});
 
-test('a failure while the intent is still pending waits for it: a recorded intent keeps its debit', async () => {
-  const h = harness('pure');
-  const boom: Stage = async () => {
-    throw new Error('unexpected');
-  };
-  const out = runStages([executionIntent, boom], h.ctx, h.deps);
+test('attack: the intent cannot be recorded -> the I/O provider never starts, 503 ledger_unavailable, debit refunded, no receipt', async () => {
+  const h = harness('io');
+  const out = runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
   await delay(20);
-  h.settleIntent(true);
+  h.settleIntent(false);
   const r = await out;
-  assert.equal(r.status, 500);
-  assert.equal(h.ctx.intentId, 'int_1');
-  assert.deepEqual(h.refunds, [], 'refunded a call whose intent was recorded');
+  assert.equal(r.status, 503);
+  assert.deepEqual(r.body, { error: 'ledger_unavailable' });
+  assert.equal(h.events.includes('request left the gate'), false, h.events.join(' | '));
+  assert.equal(h.events.some((e) => e.startsWith('after dispatch')), false, 'a stage after dispatch ran');
+  assert.deepEqual(h.refunds, ['dbt_1']);
+  assert.equal(h.events.includes('provider started'), false, 'an I/O provider started without a durable intent');
 });

@@ -1,13 +1,15 @@
-// Execution intent (durable, with the consumed grant, before any effect), then dispatch: a fresh
-// sandbox instance runs the provider; its HTTP goes through the egress guard, which injects the
-// credentials. A provider failure does not throw here: it becomes a receipt with a failure class.
+// Execution intent, then dispatch: a fresh sandbox instance runs the provider; its HTTP goes
+// through the egress guard, which injects the credentials. A provider failure does not throw here:
+// it becomes a receipt with a failure class.
 //
-// A provider that may not do I/O (`max_io_calls` 0: it can only compute) runs while the ledger
-// makes its intent durable; nothing after dispatch (receipt, evidence, answer) runs before the
-// intent is durable, and an intent that cannot be recorded fails the call with the ledger's error,
-// exactly as before: what the provider computed is dropped and the debit is refunded. A provider
-// that may do I/O starts only once its intent is durable, as before, so the wait never counts
-// against its timeout_ms; its host I/O checks the intent again (defence in depth).
+// The intent exists so that a crash never leaves an effect without a record of what was allowed.
+// A provider that may do I/O gets it two-phase: the intent (consuming the grant) is durable before
+// the provider starts, so the wait never counts against its timeout_ms, and its host I/O checks
+// for it again. A provider that may not do I/O (`max_io_calls` 0) can only compute: it has no
+// effect to protect, so its intent is written one-phase, with its receipt and final audit event in
+// one transaction after the run (Ledger.complete, in receiptAndFinalize; docs/design.md). A crash
+// during such a run leaves nothing, as nothing happened; a ledger that cannot record it fails the
+// call with 503 `ledger_unavailable`, the output is dropped and the debit refunded.
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { DispatchFailure, Stage } from '../context.ts';
@@ -15,21 +17,19 @@ import { executionFailure } from '../../sandbox/sandbox.ts';
 import { assertResponse } from '../../registry/index.ts';
 
 export const executionIntent: Stage = async (ctx, deps) => {
-  const durable = deps.ledger.recordIntent({ grant: ctx.grant! }).then((r) => {
-    ctx.intentId = r.intent_id;
-  });
-  // Awaited by dispatch (and by runStages on any failure): never an unhandled rejection meanwhile.
-  durable.catch(() => undefined);
-  ctx.intentDurable = durable;
-  if (ctx.action!.manifest.resource_limits.max_io_calls > 0) await durable;
+  if (ctx.action!.manifest.resource_limits.max_io_calls === 0) {
+    ctx.intentWithReceipt = true;
+    return;
+  }
+  const r = await deps.ledger.recordIntent({ grant: ctx.grant! });
+  ctx.intentId = r.intent_id;
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export const dispatch: Stage = async (ctx, deps) => {
   const m = ctx.action!.manifest;
-  const durable = ctx.intentDurable;
-  if (!durable) throw new GateError('internal_error', 'dispatch without an execution intent');
+  if (!ctx.intentId && !ctx.intentWithReceipt) throw new GateError('internal_error', 'dispatch without an execution intent');
   const started = deps.clock.now();
   deps.state.inFlight++;
   try {
@@ -37,7 +37,8 @@ export const dispatch: Stage = async (ctx, deps) => {
       digest: ctx.grant!.module_digest,
       // No request leaves the gate before the intent is durable, nor after the call has ended.
       io: async (req, io) => {
-        await durable;
+        // Defence in depth: the sandbox refuses I/O past max_io_calls (0 for a one-phase run).
+        if (!ctx.intentId) throw new GateError('internal_error', 'host I/O without a durable execution intent');
         io.signal.throwIfAborted();
         return deps.egress.fetch(req, {
           profile: m.egress,
@@ -77,9 +78,6 @@ export const dispatch: Stage = async (ctx, deps) => {
   } finally {
     deps.state.inFlight--;
   }
-  // Nothing after dispatch (receipt, evidence, answer) without a durable intent; its failure is the
-  // call's failure (the run's outcome, whatever it was, is dropped: no I/O could have happened).
-  await durable;
   publish('provider_run', { action_id: m.action_id, ok: !ctx.run!.failure, failure_class: ctx.run!.failure?.failureClass, duration_ms: ctx.run!.runtime.duration_ms });
 };
 

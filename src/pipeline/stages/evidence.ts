@@ -7,6 +7,7 @@ import type { Stage, VerificationResult, ExecContext } from '../context.ts';
 import { buildReceipt, type FailureClass, type NormalizedResult, type VerificationOutcome } from '../../ledger/receipts.ts';
 import type { JsonValue } from '../../ledger/canonical.ts';
 import { prepareSecrets, scrubSecrets, SecretScrubber } from '../../egress/index.ts';
+import type { AuditEventInput } from '../../contracts.ts';
 
 export const verification: Stage = async (ctx) => {
   const run = ctx.run!;
@@ -92,31 +93,39 @@ export const receiptAndFinalize: Stage = async (ctx, deps) => {
   }, deps.keystore.receipt);
   ctx.receipt = receipt;
   const ok = !run.failure;
-  try {
-    await deps.ledger.finalize({
-      intentId: ctx.intentId!,
-      receipt,
-      auditEvent: {
-        type: 'execute',
-        decision: ok ? 'allow' : 'error',
-        trace_id: ctx.traceId,
-        action_id: m.action_id,
-        principal: ctx.lease.principal,
-        session_id: ctx.lease.sessionId,
-        reason_code: ok ? v.outcome : run.failure!.code,
-        ...(ctx.approved ? { operator: ctx.approved.operator } : {}),
-        detail: {
-          receipt_id: receipt.receipt_id, grant_id: ctx.grant!.grant_id, request_hash: ctx.requestHash!,
-          verification_outcome: v.outcome, failure_class: receipt.failure_class,
-          duration_ms: run.runtime.duration_ms, fuel_consumed: run.runtime.fuel_consumed, io_calls: run.runtime.io_calls,
-          ...(ctx.approved ? { approval_id: ctx.approved.approvalId } : {}),
-          ...(ctx.decision?.would_deny ? { would_deny: ctx.decision.would_deny.code } : {}),
-        },
-      },
-    });
-  } catch (e) {
-    publish('audit_write_error', { trace_id: ctx.traceId });
-    throw new GateError('evidence_persistence_failed', 'receipt/audit write failed after execution', { cause: e });
+  const auditEvent: AuditEventInput = {
+    type: 'execute',
+    decision: ok ? 'allow' : 'error',
+    trace_id: ctx.traceId,
+    action_id: m.action_id,
+    principal: ctx.lease.principal,
+    session_id: ctx.lease.sessionId,
+    reason_code: ok ? v.outcome : run.failure!.code,
+    ...(ctx.approved ? { operator: ctx.approved.operator } : {}),
+    detail: {
+      receipt_id: receipt.receipt_id, grant_id: ctx.grant!.grant_id, request_hash: ctx.requestHash!,
+      verification_outcome: v.outcome, failure_class: receipt.failure_class,
+      duration_ms: run.runtime.duration_ms, fuel_consumed: run.runtime.fuel_consumed, io_calls: run.runtime.io_calls,
+      ...(ctx.approved ? { approval_id: ctx.approved.approvalId } : {}),
+      ...(ctx.decision?.would_deny ? { would_deny: ctx.decision.would_deny.code } : {}),
+    },
+  };
+  if (ctx.intentWithReceipt) {
+    // One-phase (a provider without I/O): intent, receipt and event together. A failure recorded
+    // nothing and nothing happened: the call fails with the ledger's error and its debit is refunded.
+    try {
+      ctx.intentId = (await deps.ledger.complete({ grant: ctx.grant!, receipt, auditEvent })).intent_id;
+    } catch (e) {
+      publish('audit_write_error', { trace_id: ctx.traceId });
+      throw e instanceof GateError ? e : new GateError('ledger_unavailable', 'evidence write failed', { cause: e });
+    }
+  } else {
+    try {
+      await deps.ledger.finalize({ intentId: ctx.intentId!, receipt, auditEvent });
+    } catch (e) {
+      publish('audit_write_error', { trace_id: ctx.traceId });
+      throw new GateError('evidence_persistence_failed', 'receipt/audit write failed after execution', { cause: e });
+    }
   }
   ctx.audited = true;
 };
