@@ -148,6 +148,15 @@ export async function runJob(tx: ChainTx, cursor: ChainCursor, job: JobSpec): Pr
   }
 }
 
+/**
+ * Whether a batch may be acknowledged before its fsync under `receipt_fsync = "after_reply"`: it
+ * carries receipts only (finalizations, and one-phase runs that could have no effect). A batch with
+ * an intent (an effect may follow it) or any other event is always fsynced first.
+ */
+export function receiptsOnly(jobs: readonly JobSpec[]): boolean {
+  return jobs.every((j) => j.kind === 'finalize' || j.kind === 'complete');
+}
+
 /** The outcome of one job after its batch, as it crosses a thread boundary. */
 export type JobOutcome =
   | { ok: true; value: unknown }

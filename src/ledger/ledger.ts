@@ -15,7 +15,7 @@ import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
 import { rowToEvent, signNextCheckpoint } from './checkpoint-sign.ts';
 import { signedText } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
-import { runBatch, type Completed, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
+import { receiptsOnly, runBatch, type Completed, type Finalized, type JobOutcome, type JobSpec, type PreparedEvent, type ReceiptBinding, type RecordedIntent } from './jobs.ts';
 import { WriterThread } from './writer-thread.ts';
 import { WalSync } from './wal-sync.ts';
 import { grantProblem, verifyGrant, type SignedGrant } from './grants.ts';
@@ -289,7 +289,8 @@ export class Ledger {
   /**
    * The one-phase form for a run that cannot have had an effect (a provider that may not do I/O,
    * src/pipeline/stages/dispatch.ts): the execution intent (consuming its grant), already resolved,
-   * the receipt and the final audit event, in one transaction, fsynced before it is acknowledged.
+   * the receipt and the final audit event, in one transaction, made durable as a finalization is
+   * (receipt_fsync: before the answer, or right after it).
    * The rows are the ones {@link recordIntent} + {@link finalize} would leave, with the same checks
    * (grant signature, unconsumed grant, receipt signature, receipt matching the grant). Nothing is
    * written before the run, so a crash during it leaves nothing, which is right: nothing happened.
@@ -659,15 +660,15 @@ export class Ledger {
 
   /**
    * One batch on this thread's connection (the writer thread is idle: nothing else can hold the
-   * write lock), with the writer thread's durability rule: a batch of finalizations only is
-   * committed without fsync, acknowledged, then its WAL fsynced on the libuv pool before the next
+   * write lock), with the writer thread's durability rule: a batch of receipts only (finalize,
+   * complete) is committed without fsync, acknowledged, then its WAL fsynced on the libuv pool before the next
    * batch starts; anything else commits with synchronous=FULL. A failed post-reply fsync is fatal
    * to this ledger's writes, as on the writer thread.
    */
   async #runInline(thread: WriterThread, jobs: readonly JobSpec[]): Promise<{ outcomes: JobOutcome[]; events: number }> {
     thread.startCheckpointer();
     const wt = this.database.writerThread!;
-    const late = wt.receiptFsync === 'after_reply' && jobs.every((j) => j.kind === 'finalize');
+    const late = wt.receiptFsync === 'after_reply' && receiptsOnly(jobs);
     if (late) (this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true)).open();
     const r = await runBatch((fn) => this.#transaction(fn, late ? { synchronous: 'NORMAL' } : {}), GENESIS_HASH, jobs);
     this.#inlineBatches++;

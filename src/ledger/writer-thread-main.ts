@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { GENESIS_HASH } from './chain.ts';
 import { SqliteChainTx } from './chain-tx.ts';
 import { openSqliteConnection, rawTransaction, withStatementCache } from './db.ts';
-import { runBatch, type JobSpec } from './jobs.ts';
+import { receiptsOnly, runBatch, type JobSpec } from './jobs.ts';
 import { WalSync } from './wal-sync.ts';
 import type { CheckpointReply, CheckpointRequest, Reply, ThreadData } from './writer-thread.ts';
 import { sign as cryptoSign } from 'node:crypto';
@@ -66,8 +66,8 @@ function runWriter(): void {
       return;
     }
     chain = chain.then(async () => {
-      // A batch of finalizations only may be acknowledged before its fsync (receiptFsync).
-      const late = options.receiptFsync === 'after_reply' && msg.jobs.every((j) => j.kind === 'finalize');
+      // A batch of receipts only may be acknowledged before its fsync (receiptFsync).
+      const late = options.receiptFsync === 'after_reply' && receiptsOnly(msg.jobs);
       let reply: Reply;
       try {
         synchronous(late ? 'NORMAL' : 'FULL');

@@ -1,12 +1,12 @@
 // Ledger.complete: the one-phase evidence of a run that could have no effect (a provider without
 // I/O). Intent (consuming the grant, already resolved), receipt and final audit event in one
-// transaction, with recordIntent's and finalize's checks, fsynced before it is acknowledged.
+// transaction, with recordIntent's and finalize's checks, made durable as a finalization is.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { GateError } from '../../src/errors.ts';
 import { jsonDigest, verifyReceipt, type AuditEvent } from '../../src/ledger/index.ts';
 import {
-  BACKENDS, count, failEventsOfTypeBoom, ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys,
+  BACKENDS, count, failEventsOfTypeBoom, ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys, writerFailure,
 } from './helpers.ts';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/ledger/index.ts';
@@ -112,29 +112,45 @@ for (const backend of BACKENDS) {
   });
 }
 
-describe('one-phase evidence is fsynced before it is acknowledged, even with receipt_fsync = after_reply', () => {
-  async function setup(t: { after(fn: () => unknown): void }, inline: boolean) {
-    const db = await openDatabase({ kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true, receiptFsync: 'after_reply' });
+describe('one-phase evidence is made durable as a finalization is (ledger.receipt_fsync)', () => {
+  async function setup(t: { after(fn: () => unknown): void }, inline: boolean, receiptFsync: 'after_reply' | 'before_reply', faultWalSync = false) {
+    const db = await openDatabase({ kind: 'sqlite', path: join(tempDir(t), 'ledger.db'), writerThread: true, receiptFsync, faultWalSync });
     t.after(() => db.close());
     const keys = await testKeys(t);
     const ledger = await ledgerOn(db, keys, inline ? { inlineWhen: () => true } : {});
     return { ledger, keys };
   }
 
-  test('on the writer thread', async (t) => {
-    const seen = spyBatches(t);
-    const { ledger, keys } = await setup(t, false);
-    const grant = makeGrant(keys);
-    await ledger.complete({ grant, receipt: makeReceipt(keys, grant), auditEvent: EXEC });
-    assert.deepEqual(seen, [{ kinds: 'complete', fsync: 'before_reply' }]);
-  });
+  for (const receiptFsync of ['after_reply', 'before_reply'] as const) {
+    test(`${receiptFsync}, on the writer thread`, async (t) => {
+      const seen = spyBatches(t);
+      const { ledger, keys } = await setup(t, false, receiptFsync);
+      const grant = makeGrant(keys);
+      await ledger.complete({ grant, receipt: makeReceipt(keys, grant), auditEvent: EXEC });
+      // An intent in the same batch (an effect may follow it) makes the whole batch fsync first.
+      const g2 = makeGrant(keys);
+      const g3 = makeGrant(keys);
+      await Promise.all([ledger.complete({ grant: g2, receipt: makeReceipt(keys, g2), auditEvent: EXEC }), ledger.recordIntent({ grant: g3 })]);
+      assert.deepEqual(seen, [{ kinds: 'complete', fsync: receiptFsync }, { kinds: 'complete+intent', fsync: 'before_reply' }]);
+    });
 
-  test('inline (a lone caller)', async (t) => {
-    const inline = spyInline(t);
-    const { ledger, keys } = await setup(t, true);
+    test(`${receiptFsync}, inline (a lone caller)`, async (t) => {
+      const inline = spyInline(t);
+      const { ledger, keys } = await setup(t, true, receiptFsync);
+      const grant = makeGrant(keys);
+      await ledger.complete({ grant, receipt: makeReceipt(keys, grant), auditEvent: EXEC });
+      const late = receiptFsync === 'after_reply';
+      assert.deepEqual(inline.txs.map((x) => x.synchronous), [late ? 'NORMAL' : 'FULL']);
+      assert.equal(inline.syncs(), late ? 1 : 0, 'a WAL fsync right after an early answer, none after a FULL commit');
+    });
+  }
+
+  test('a failed fsync after an early one-phase answer is fatal: every later write is refused', async (t) => {
+    const { ledger, keys } = await setup(t, false, 'after_reply', true);
     const grant = makeGrant(keys);
     await ledger.complete({ grant, receipt: makeReceipt(keys, grant), auditEvent: EXEC });
-    assert.deepEqual(inline.txs.map((x) => x.synchronous), ['FULL']);
-    assert.equal(inline.syncs(), 0, 'no post-reply fsync: the commit itself was fsynced');
+    assert.match((await writerFailure(ledger)) ?? '', /WAL fsync failed after an early reply/);
+    const g2 = makeGrant(keys);
+    await assert.rejects(ledger.complete({ grant: g2, receipt: makeReceipt(keys, g2), auditEvent: EXEC }), isCode('ledger_unavailable'));
   });
 });
