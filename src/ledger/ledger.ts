@@ -1,5 +1,6 @@
-// The evidence ledger: one hash chain of audit events, execution intents recorded before dispatch,
-// receipts finalized with their audit event in one transaction, signed checkpoints. Every write
+// The evidence ledger: one hash chain of audit events, execution intents recorded before dispatch
+// (or, for a run that could have no effect, one-phase with its receipt), receipts finalized with
+// their audit event in one transaction, signed checkpoints. Every write
 // holds the chain lock (PostgreSQL advisory lock / SQLite IMMEDIATE), so any number of gate
 // processes on one database keep one unbroken sequence. Concurrent writes are group-committed.
 import type { WalHealth } from '../stores/wal-checkpointer.ts';
@@ -11,7 +12,7 @@ import type { SigningKey } from '../keys/keystore.ts';
 import type { PublicKeySet } from '../keys/key-set.ts';
 import { canonicalJson, sha256Hex, toJsonValue, type JsonValue } from './canonical.ts';
 import { ChainVerifier, GENESIS_HASH, type TrustedHead } from './chain.ts';
-import { ADVISORY_LOCK, type LedgerDatabase } from './db.ts';
+import { ADVISORY_LOCK, CommitError, type LedgerDatabase } from './db.ts';
 import { rowToEvent, signNextCheckpoint } from './checkpoint-sign.ts';
 import { signedText } from './signed-here.ts';
 import { KyselyChainTx, SqliteChainTx, type ChainTx } from './chain-tx.ts';
@@ -251,7 +252,7 @@ export class Ledger {
   /**
    * Records an execution intent and consumes its grant (UNIQUE grant_id) — with the optional audit
    * event — in one transaction, before any effect of the call (src/pipeline/stages/dispatch.ts:
-   * before dispatch, or alongside a provider that cannot do I/O). The grant's signature is checked against the
+   * before a provider that may do I/O is dispatched). The grant's signature is checked against the
    * grant keys; a grant already consumed, malformed or not verifying is refused (`internal_error`).
    */
   async recordIntent(input: RecordIntentInput, auditEvent?: AuditEventInput): Promise<RecordedIntent> {
@@ -295,8 +296,10 @@ export class Ledger {
    * (grant signature, unconsumed grant, receipt signature, receipt matching the grant). Nothing is
    * written before the run, so a crash during it leaves nothing, which is right: nothing happened.
    *
-   * Errors: a database failure is `ledger_unavailable` (nothing was recorded: the caller fails the
-   * call and refunds its debit); a refused grant or receipt is `internal_error`.
+   * Errors: a refused grant or receipt is `internal_error`, a broken clock `clock_error` (nothing
+   * written). A database failure is `ledger_unavailable`: nothing was recorded, unless its `extra`
+   * says `outcome: 'unknown'` (the COMMIT itself failed, or the writer thread went with the batch
+   * in flight): then the caller must find out (getReceipt) before it refunds or retries anything.
    */
   async complete(input: CompleteInput): Promise<Completed> {
     const { intent } = this.#intentRow(input, 'complete');
@@ -306,17 +309,27 @@ export class Ledger {
     return this.#enqueue('ledger_unavailable', { kind: 'complete', intent: resolved, ...parts }) as Promise<Completed>;
   }
 
-  /** The intent row for a grant: its signature verified (or signed here), its id checked or minted. */
-  #intentRow(input: RecordIntentInput, what: string): { intent: ExecutionIntentsTable; grantJson: string } {
-    const grant = input?.grant;
+  /**
+   * The checks {@link recordIntent} and {@link complete} make on a grant (shape, signature with the
+   * grant keys; a grant signed in this process is a memo hit), without writing anything: the
+   * pipeline runs them before a one-phase run, whose grant is otherwise consumed only after it.
+   * Throws `internal_error`; returns the grant's canonical text.
+   */
+  checkGrant(grant: SignedGrant, what = 'checkGrant'): string {
     const problem = grantProblem(grant, true);
     if (problem) throw new GateError('internal_error', `${what}: ${problem}`);
-    const intentId = input.intent_id ?? `int_${this.#uuid()}`;
-    if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', `${what}: intent_id must be int_<uuidv7>`);
-    const grantJson = verifiedText(grant, this.#keys.grantKeys(), verifyGrant, {
+    return verifiedText(grant, this.#keys.grantKeys(), verifyGrant, {
       malformed: (err) => new GateError('internal_error', `${what}: malformed input`, { cause: err }),
       badSignature: (status) => new GateError('internal_error', `${what}: grant signature ${status}`),
     });
+  }
+
+  /** The intent row for a grant: its signature verified (or signed here), its id checked or minted. */
+  #intentRow(input: RecordIntentInput, what: string): { intent: ExecutionIntentsTable; grantJson: string } {
+    const grant = input?.grant;
+    const grantJson = this.checkGrant(grant, what);
+    const intentId = input.intent_id ?? `int_${this.#uuid()}`;
+    if (!INTENT_ID.test(intentId)) throw new GateError('internal_error', `${what}: intent_id must be int_<uuidv7>`);
     const at = isoNow(this.#clock);
     return {
       grantJson,
@@ -635,10 +648,14 @@ export class Ledger {
       committed = r.events;
     } catch (err) {
       // The whole transaction rolled back (or its COMMIT outcome is unknown): every job in it fails.
-      // Never retried here: a retry after an unknown COMMIT could record an event twice.
+      // Never retried here: a retry after an unknown COMMIT could record an event twice. Callers
+      // that must tell the two apart (complete) find `outcome: 'unknown'` in the error's extra.
+      const extra = err instanceof CommitError ? { extra: { outcome: 'unknown' } } : {};
       for (const job of batch) {
         // finalize promises evidence_persistence_failed and nothing else (e.g. not clock_error).
-        job.reject(job.failCode === 'evidence_persistence_failed' ? new GateError(job.failCode, 'finalize failed', { cause: err }) : dbError(job.failCode, err));
+        job.reject(job.failCode === 'evidence_persistence_failed'
+          ? new GateError(job.failCode, 'finalize failed', { cause: err, ...extra })
+          : err instanceof GateError ? err : new GateError(job.failCode, 'ledger database failure', { cause: err, ...extra }));
       }
       return;
     }

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { GENESIS_HASH } from './chain.ts';
 import { SqliteChainTx } from './chain-tx.ts';
-import { openSqliteConnection, rawTransaction, withStatementCache } from './db.ts';
+import { CommitError, openSqliteConnection, rawTransaction, withStatementCache } from './db.ts';
 import { receiptsOnly, runBatch, type JobSpec } from './jobs.ts';
 import { WalSync } from './wal-sync.ts';
 import type { CheckpointReply, CheckpointRequest, Reply, ThreadData } from './writer-thread.ts';
@@ -75,7 +75,7 @@ function runWriter(): void {
         const r = await runBatch(transaction, GENESIS_HASH, msg.jobs);
         reply = { id: msg.id, ok: true, outcomes: r.outcomes, events: r.events, fsync: late ? 'after_reply' : 'before_reply' };
       } catch (err) {
-        reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err) };
+        reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err), unknown: err instanceof CommitError };
       }
       port.postMessage(reply);
       if (late && reply.ok) {

@@ -18,7 +18,7 @@ import type { SigningKey } from '../keys/keystore.ts';
 import type { Jwks } from '../keys/jwk.ts';
 import type { KeyObject } from 'node:crypto';
 import type { Checkpoint } from './types.ts';
-import type { WriterThreadConfig } from './db.ts';
+import { CommitError, type WriterThreadConfig } from './db.ts';
 import { WalCheckpointer, type WalHealth } from '../stores/wal-checkpointer.ts';
 
 export type { WriterThreadConfig };
@@ -30,7 +30,8 @@ interface Request {
 
 export type Reply =
   | { id: number; ok: true; outcomes: JobOutcome[]; events: number; fsync: 'before_reply' | 'after_reply' }
-  | { id: number; ok: false; message: string };
+  /** `unknown`: the COMMIT itself failed, so the batch may have been applied (CommitError). */
+  | { id: number; ok: false; message: string; unknown?: boolean };
 
 /**
  * From the thread: the fsync that followed an early reply is done (`synced`: that request's id) or
@@ -87,7 +88,8 @@ class RequestThread<Res extends { id: number }> {
     });
     const gone = (why: string) => {
       hooks.onGone();
-      this.failAll(new Error(`${name} ${why}`));
+      // A batch in flight may have committed before the thread went: its outcome is unknown.
+      this.failAll(new CommitError(new Error(`${name} ${why}`)));
     };
     worker.on('error', (e) => gone(`failed: ${e.message}`));
     worker.on('exit', (code) => {
@@ -178,7 +180,10 @@ export class WriterThread {
     const writer = this.#writer ?? this.#startWriter();
     this.startCheckpointer();
     const reply = await writer.request({ jobs } satisfies Omit<Request, 'id'>);
-    if (!reply.ok) throw new Error(`ledger writer: ${reply.message}`);
+    if (!reply.ok) {
+      const err = new Error(`ledger writer: ${reply.message}`);
+      throw reply.unknown ? new CommitError(err) : err;
+    }
     return { outcomes: reply.outcomes, events: reply.events, fsync: reply.fsync };
   }
 

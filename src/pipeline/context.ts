@@ -91,7 +91,10 @@ export interface ExecContext {
   debit?: BudgetDebitResult;
   grant?: SignedGrant;
   secretValues?: Map<string, string>;
-  /** Set once the execution intent is durable (two-phase) or committed with its receipt (one-phase). */
+  /**
+   * Set once the execution intent is durable (two-phase) or committed with its receipt (one-phase),
+   * or may have been (a one-phase COMMIT of unknown outcome): the call then counts (no refund).
+   */
   intentId?: string;
   /**
    * One-phase evidence: the provider may not do I/O (`max_io_calls` 0), so it cannot have an

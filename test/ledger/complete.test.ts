@@ -9,7 +9,7 @@ import {
   BACKENDS, count, failEventsOfTypeBoom, ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys, writerFailure,
 } from './helpers.ts';
 import { join } from 'node:path';
-import { openDatabase } from '../../src/ledger/index.ts';
+import { CommitError, LedgerDatabase, openDatabase } from '../../src/ledger/index.ts';
 
 const EXEC = { type: 'execute', decision: 'allow' as const, detail: { duration_ms: 3 } };
 
@@ -153,4 +153,27 @@ describe('one-phase evidence is made durable as a finalization is (ledger.receip
     const g2 = makeGrant(keys);
     await assert.rejects(ledger.complete({ grant: g2, receipt: makeReceipt(keys, g2), auditEvent: EXEC }), isCode('ledger_unavailable'));
   });
+});
+
+describe('a failed one-phase commit says whether its outcome is known', () => {
+  for (const [name, fault, unknown] of [
+    ['a COMMIT that failed (CommitError): outcome unknown', () => new CommitError(new Error('reset')), true],
+    ['a statement that failed before COMMIT: nothing recorded', () => new Error('disk I/O error'), false],
+  ] as const) {
+    test(name, async (t) => {
+      const db = await openDatabase({ kind: 'sqlite', path: join(tempDir(t), 'ledger.db') });
+      t.after(() => db.close());
+      const keys = await testKeys(t);
+      const ledger = await ledgerOn(db, keys);
+      const orig = LedgerDatabase.prototype.sqliteTransaction;
+      LedgerDatabase.prototype.sqliteTransaction = async function () { throw fault(); } as typeof orig;
+      t.after(() => { LedgerDatabase.prototype.sqliteTransaction = orig; });
+      const grant = makeGrant(keys);
+      await assert.rejects(ledger.complete({ grant, receipt: makeReceipt(keys, grant), auditEvent: EXEC }), (e: unknown) => {
+        assert.ok(e instanceof GateError && e.code === 'ledger_unavailable', String(e));
+        assert.equal(e.extra?.outcome, unknown ? 'unknown' : undefined);
+        return true;
+      });
+    });
+  }
 });

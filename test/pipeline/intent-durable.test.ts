@@ -53,7 +53,7 @@ function harness(provider: 'io' | 'pure', options: { abortedSignal?: boolean } =
   };
   const deps = {
     clock: { now: () => Date.now() },
-    ledger: { recordIntent: async () => { asked.push('intent asked'); return intent; } },
+    ledger: { recordIntent: async () => { asked.push('intent asked'); return intent; }, checkGrant: () => 'grant text' },
     egress: {
       fetch: async () => {
         events.push('request left the gate');
@@ -109,6 +109,15 @@ test('a provider without I/O records no intent before or during its run (one-pha
   assert.deepEqual(h.events, ['provider started', 'provider done', 'after dispatch (intent missing)']);
   assert.equal(h.ctx.intentWithReceipt, true);
   assert.deepEqual(h.asked, [], 'an intent was written before the run');
+});
+
+test('attack: an unverifiable grant never reaches a provider without I/O (checked before dispatch, as recordIntent would)', async () => {
+  const h = harness('pure');
+  (h.deps.ledger as unknown as { checkGrant: () => string }).checkGrant = () => { throw new GateError('internal_error', 'grant signature signature_invalid'); };
+  const r = await runStages([executionIntent, dispatch, after(h.events)], h.ctx, h.deps);
+  assert.equal(r.status, 500);
+  assert.deepEqual(h.events, [], 'the provider ran');
+  assert.deepEqual(h.refunds, ['dbt_1']);
 });
 
 test('attack: a provider without I/O that asks for I/O anyway never reaches the egress guard (no durable intent)', async () => {

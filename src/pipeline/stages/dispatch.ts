@@ -18,6 +18,9 @@ import { assertResponse } from '../../registry/index.ts';
 
 export const executionIntent: Stage = async (ctx, deps) => {
   if (ctx.action!.manifest.resource_limits.max_io_calls === 0) {
+    // The grant's checks run now, as recordIntent's would (a memo hit for a grant signed here):
+    // an unverifiable grant never reaches dispatch, on either path.
+    deps.ledger.checkGrant(ctx.grant!, 'executionIntent');
     ctx.intentWithReceipt = true;
     return;
   }

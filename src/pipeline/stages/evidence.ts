@@ -1,6 +1,11 @@
 // Effect verification, the signed receipt and evidence finalization (receipt + final audit event
 // + intent resolution in one ledger transaction), then the response. A failed finalization after
 // the provider ran is 500 evidence_persistence_failed: the intent stays unresolved and is surfaced.
+// A one-phase run (a provider without I/O: intent, receipt and event in one transaction) that
+// could not be recorded had no effect: 503 ledger_unavailable and a refund. When its COMMIT's
+// outcome is unknown the receipt is looked up: found, the call succeeded; not found, nothing was
+// recorded; the lookup failing, it is treated as a failed finalization (500, no refund, the
+// Idempotency-Key keeps that outcome), since the call may be on record.
 import { GateError } from '../../errors.ts';
 import { publish } from '../../observe.ts';
 import type { Stage, VerificationResult, ExecContext } from '../context.ts';
@@ -8,6 +13,7 @@ import { buildReceipt, type FailureClass, type NormalizedResult, type Verificati
 import type { JsonValue } from '../../ledger/canonical.ts';
 import { prepareSecrets, scrubSecrets, SecretScrubber } from '../../egress/index.ts';
 import type { AuditEventInput } from '../../contracts.ts';
+import { uuidv7 } from '../../ids.ts';
 
 export const verification: Stage = async (ctx) => {
   const run = ctx.run!;
@@ -111,13 +117,25 @@ export const receiptAndFinalize: Stage = async (ctx, deps) => {
     },
   };
   if (ctx.intentWithReceipt) {
-    // One-phase (a provider without I/O): intent, receipt and event together. A failure recorded
-    // nothing and nothing happened: the call fails with the ledger's error and its debit is refunded.
+    const intentId = `int_${uuidv7()}`;
     try {
-      ctx.intentId = (await deps.ledger.complete({ grant: ctx.grant!, receipt, auditEvent })).intent_id;
+      ctx.intentId = (await deps.ledger.complete({ grant: ctx.grant!, intent_id: intentId, receipt, auditEvent })).intent_id;
     } catch (e) {
-      publish('audit_write_error', { trace_id: ctx.traceId });
-      throw e instanceof GateError ? e : new GateError('ledger_unavailable', 'evidence write failed', { cause: e });
+      const err = e instanceof GateError ? e : new GateError('ledger_unavailable', 'evidence write failed', { cause: e });
+      if (err.code !== 'internal_error') publish('audit_write_error', { trace_id: ctx.traceId });
+      if (err.extra?.outcome !== 'unknown') throw err;
+      // The COMMIT may have been applied: the stored receipt says which.
+      let stored: unknown;
+      try {
+        stored = await deps.ledger.getReceipt(receipt.receipt_id);
+      } catch {
+        stored = undefined;
+      }
+      if (stored === null) throw err;
+      // On record (or it may be): the call counts. Found, it succeeded; unknown, it answers as a
+      // finalization that failed after the provider ran, and its key keeps that answer.
+      ctx.intentId = intentId;
+      if (stored === undefined) throw new GateError('evidence_persistence_failed', 'evidence write outcome unknown after execution', { cause: e });
     }
   } else {
     try {

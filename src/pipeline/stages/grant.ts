@@ -51,8 +51,8 @@ export const resolveSecrets: Stage = async (ctx, deps) => {
 
 export const grantRecheck: Stage = async (ctx, deps) => {
   const g = ctx.grant!;
-  // The grant's signature is verified where it is consumed: Ledger.recordIntent refuses an
-  // unverifiable grant in the next stage, before anything is dispatched (one check, not two).
+  // The grant's signature is verified in the next stage, before anything is dispatched: by
+  // Ledger.recordIntent, which consumes it, or (one-phase) by Ledger.checkGrant (one check, not two).
   if (Date.parse(g.expires_at) <= deps.clock.now()) throw new GateError('invalid_lease', 'grant expired before dispatch');
   // On the approved path a revoked requester is a stale approval (409), not an operator auth failure.
   const revoked = (why: string) => new GateError(ctx.approved ? 'approval_conflict' : 'invalid_lease', why);
