@@ -171,7 +171,10 @@ export class Ledger {
   readonly #thread: WriterThread | undefined;
   readonly #listeners = new Set<(committedEvents: number) => void>();
   readonly #inlineWhen: (() => boolean) | undefined;
-  /** The WAL fsync that follows an inline batch acknowledged before it; the next batch waits for it. */
+  /**
+   * The WAL fsyncs that follow inline batches acknowledged before them, one after the other; a
+   * batch answered after its own fsync waits for them all (a receipts-only batch need not).
+   */
   #syncing: Promise<void> | null = null;
   #walSync: WalSync | undefined;
   #inlineBatches = 0;
@@ -635,8 +638,11 @@ export class Ledger {
     let committed = 0;
     try {
       const jobs = batch.map((j) => j.job);
-      // The previous inline batch's post-reply fsync comes first (as on the writer thread).
-      if (this.#syncing) await this.#syncing;
+      // The previous inline batches' post-reply fsyncs come first, except for a batch that is
+      // itself answered before its fsync (receipts only, after_reply): it takes no risk they do
+      // not, and a failed one still stops every write after it is known. Waiting made ≈ 2% of
+      // lone calls wait 1.5–5 ms behind a slow fsync (docs/benchmarks.md, "Eighth session").
+      if (this.#syncing && !this.#answeredEarly(jobs)) await this.#syncing;
       // The writer thread has its own connection: a closed database must still refuse, as it does here.
       if (this.database.closed) throw new Error('database is closed');
       const r = !this.#thread
@@ -675,22 +681,30 @@ export class Ledger {
     }
   }
 
+  /** Whether this batch, run inline, is answered before its fsync (receipt_fsync = after_reply). */
+  #answeredEarly(jobs: readonly JobSpec[]): boolean {
+    return this.database.writerThread?.receiptFsync === 'after_reply' && receiptsOnly(jobs);
+  }
+
   /**
    * One batch on this thread's connection (the writer thread is idle: nothing else can hold the
    * write lock), with the writer thread's durability rule: a batch of receipts only (finalize,
-   * complete) is committed without fsync, acknowledged, then its WAL fsynced on the libuv pool before the next
-   * batch starts; anything else commits with synchronous=FULL. A failed post-reply fsync is fatal
+   * complete) is committed without fsync, acknowledged, then its WAL fsynced on the libuv pool (after
+   * the previous such fsync) before the next batch that is not receipts-only starts; anything else
+   * commits with synchronous=FULL. A failed post-reply fsync is fatal
    * to this ledger's writes, as on the writer thread.
    */
   async #runInline(thread: WriterThread, jobs: readonly JobSpec[]): Promise<{ outcomes: JobOutcome[]; events: number }> {
     thread.startCheckpointer();
     const wt = this.database.writerThread!;
-    const late = wt.receiptFsync === 'after_reply' && receiptsOnly(jobs);
+    const late = this.#answeredEarly(jobs);
     if (late) (this.#walSync ??= new WalSync(`${wt.path}-wal`, wt.faultWalSync === true)).open();
     const r = await runBatch((fn) => this.#transaction(fn, late ? { synchronous: 'NORMAL' } : {}), GENESIS_HASH, jobs);
     this.#inlineBatches++;
     if (late) {
-      const syncing: Promise<void> = this.#walSync!.sync().catch((err: unknown) => {
+      // One fsync at a time on the descriptor: this one starts when the previous one is done.
+      const walSync = this.#walSync!;
+      const syncing: Promise<void> = (this.#syncing ?? Promise.resolve()).then(() => walSync.sync()).catch((err: unknown) => {
         // Fatal as on the writer thread: the thread refuses every later write, inline ones included.
         thread.fail(`WAL fsync failed after an early reply: ${err instanceof Error ? err.message : String(err)}`);
       }).finally(() => {

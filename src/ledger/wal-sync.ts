@@ -9,6 +9,9 @@ export class WalSync {
   readonly #fault: boolean;
   #fd = -1;
   #ino = -1;
+  /** fdatasyncs running on the pool, and descriptors to close once none is (never under one). */
+  #inflight = 0;
+  #retired: number[] = [];
 
   /** `fault`: tests only, every sync throws. */
   constructor(walPath: string, fault = false) {
@@ -32,7 +35,7 @@ export class WalSync {
   /** A descriptor for the file the path names now (re-opened if the WAL was re-created). */
   #descriptor(): number {
     const ino = statSync(this.#path).ino;
-    if (this.#fd >= 0 && ino !== this.#ino) this.close();
+    if (this.#fd >= 0 && ino !== this.#ino) this.#retire();
     if (this.#fd < 0) {
       this.#fd = openSync(this.#path, 'r');
       this.#ino = fstatSync(this.#fd).ino;
@@ -51,13 +54,28 @@ export class WalSync {
     return new Promise((resolve, reject) => {
       if (this.#fault) throw new Error('injected WAL fsync failure (test)');
       const fd = this.#descriptor();
-      fdatasync(fd, (err) => (err ? reject(err) : resolve()));
+      this.#inflight++;
+      fdatasync(fd, (err) => {
+        if (--this.#inflight === 0) this.#closeRetired();
+        if (err) reject(err);
+        else resolve();
+      });
     });
   }
 
-  close(): void {
-    if (this.#fd >= 0) closeSync(this.#fd);
+  /** Stops using the current descriptor; it is closed once no fdatasync runs on it. */
+  #retire(): void {
+    this.#retired.push(this.#fd);
     this.#fd = -1;
     this.#ino = -1;
+    if (this.#inflight === 0) this.#closeRetired();
+  }
+
+  #closeRetired(): void {
+    for (const fd of this.#retired.splice(0)) closeSync(fd);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) this.#retire();
   }
 }
