@@ -18,6 +18,8 @@ export interface SqliteBudgetStoreOptions {
   clock?: Clock;
   /** How long a debit can still be refunded, in seconds (default 3600). */
   debitRecordTtlSeconds?: number;
+  /** True when a debit may commit at once instead of with its turn's batch (TurnBatch `alone`). */
+  alone?: () => boolean;
 }
 
 /** Creates the budget tables if missing (idempotent). */
@@ -119,8 +121,12 @@ export class SqliteBudgetStore implements BudgetStore {
         if (raw.callsLeft !== null) raw.callsLeft -= 1;
         if (raw.costLeft !== null) raw.costLeft -= raw.cost;
       }
-      this.st.putDebit.run(debitId, q.sessionId, q.principal, c.session ? 1 : 0, budget ? 1 : 0,
-        budget?.window_seconds ?? 0, c.wstart, raw.cost, now + this.debitTtlMs);
+      // The record a refund takes back; a call that debited nothing (no lease budget, no principal
+      // budget) has nothing to give back, and its transaction then writes nothing at all.
+      if (c.session || budget) {
+        this.st.putDebit.run(debitId, q.sessionId, q.principal, c.session ? 1 : 0, budget ? 1 : 0,
+          budget?.window_seconds ?? 0, c.wstart, raw.cost, now + this.debitTtlMs);
+      }
       if (now - this.lastPurge > 10_000) {
         this.st.purgeSessions.run(now);
         this.st.purgeDebits.run(now);
@@ -138,7 +144,7 @@ export class SqliteBudgetStore implements BudgetStore {
         return { ok: false, error: unavailable(e) };
       }
     }));
-    this.#debits = new TurnBatch((batch) => debitAll.immediate(batch), unavailable);
+    this.#debits = new TurnBatch((batch) => debitAll.immediate(batch), unavailable, options.alone);
     const refund = db.transaction((debitId: string): boolean => {
       const now = this.clock.now();
       const d = this.st.takeDebit.get(debitId, now) as DebitRow | undefined;

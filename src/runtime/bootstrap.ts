@@ -94,7 +94,8 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     });
     stateWal = checkpointer;
     closers.push(() => checkpointer.close());
-    replay = new SqliteReplayStore(stateDb, () => clock.now());
+    // A lone request's jti mark commits at once: nothing else would join its batch.
+    replay = new SqliteReplayStore(stateDb, () => clock.now(), () => state.requests <= 1);
     revocation = new SqliteRevocationStore(stateDb, () => clock.now());
   }
   const nonce = config.dpop.require_nonce ? new NonceIssuer(randomBytes(32), clock) : undefined;

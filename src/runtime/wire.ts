@@ -131,7 +131,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       budgets = new RedisBudgetStore(core.redis!, { clock });
     } else {
       migrateSqliteBudgets(core.stateDb!);
-      budgets = new SqliteBudgetStore(core.stateDb!, { clock });
+      budgets = new SqliteBudgetStore(core.stateDb!, { clock, alone: () => core.state.requests <= 1 });
     }
     const idempotency = createIdempotencyStore(config.mode === 'production' ? { kind: 'redis', redis: core.redis! } : { kind: 'sqlite', db: core.stateDb! }, { clock });
 

@@ -56,7 +56,8 @@ export class SqliteReplayStore implements ReplayStore {
   private lastPurge = 0;
   readonly #batch: TurnBatch<ReplayMark, boolean>;
 
-  constructor(private readonly db: SqliteDb, private readonly now: () => number = Date.now) {
+  /** `alone`: true when a mark may commit at once instead of with its turn's batch (TurnBatch). */
+  constructor(private readonly db: SqliteDb, private readonly now: () => number = Date.now, alone?: () => boolean) {
     // An expired row is replaced (ON CONFLICT ... WHERE expired), a live one is not: changes = 0 means replay.
     const insert = db.prepare('INSERT INTO replay (k, expires_at) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET expires_at = excluded.expires_at WHERE replay.expires_at <= ?');
     const purge = db.prepare('DELETE FROM replay WHERE expires_at <= ?');
@@ -68,7 +69,7 @@ export class SqliteReplayStore implements ReplayStore {
       }
       return marks.map((m): Settled<boolean> => ({ ok: true, value: insert.run(m.key, m.now + m.ttlMs, m.now).changes === 1 }));
     });
-    this.#batch = new TurnBatch((marks) => write.immediate(marks), replayRefusal);
+    this.#batch = new TurnBatch((marks) => write.immediate(marks), replayRefusal, alone);
   }
 
   markUsed(key: string, ttlMs: number, nowMs?: number): Promise<boolean> {

@@ -23,11 +23,21 @@ export class TurnBatch<I, O> {
   constructor(
     private readonly run: (items: readonly I[]) => Array<Settled<O>>,
     private readonly refusal: (err: unknown) => unknown,
+    /**
+     * Asked on each add with nothing pending: true runs the batch of one at once instead of at the
+     * end of the turn (the gate: its request is the only one in flight, so nothing would join it
+     * and the wait for the check phase is pure latency).
+     */
+    private readonly alone?: () => boolean,
   ) {}
 
   add(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.#pending.push({ item, resolve, reject });
+      if (!this.#scheduled && this.#pending.length === 1 && this.alone?.() === true) {
+        this.#flush();
+        return;
+      }
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());

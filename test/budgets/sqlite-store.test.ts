@@ -110,3 +110,20 @@ test('attack: the query is copied when the debit is asked for; changing it befor
   assert.equal(r.cost, 1);
   assert.equal((await store.snapshot({ ...q, cost: 1 })).remaining_cost, 9);
 });
+
+test('a debit with no budget to count against (no lease budget, no principal budget) writes nothing; one with a budget keeps its refund record', async (t) => {
+  const db = new Database(tempDb(t));
+  t.after(() => db.close());
+  const store = new SqliteBudgetStore(db);
+  const debits = () => (db.prepare('SELECT count(*) AS n FROM budget_debits').get() as { n: number }).n;
+  const free = await store.debit({ sessionId: 'ses_free', principal: 'carol', actionId: 'echo', lease: undefined });
+  assert.equal(free.remaining_calls, null);
+  assert.equal(debits(), 0, 'a record with nothing to give back was written');
+  assert.equal(await store.refund(free.debit_id), false);
+  await store.setPrincipalBudget({ principal: 'carol', window_seconds: 60, max_calls: 3 });
+  const counted = await store.debit({ sessionId: 'ses_free', principal: 'carol', actionId: 'echo', lease: undefined });
+  assert.equal(counted.remaining_calls, 2);
+  assert.equal(debits(), 1);
+  assert.equal(await store.refund(counted.debit_id), true);
+  assert.equal((await store.snapshot({ sessionId: 'ses_free', principal: 'carol', actionId: 'echo', lease: undefined })).remaining_calls, 3);
+});

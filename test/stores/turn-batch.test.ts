@@ -51,3 +51,26 @@ test('no caller is left hanging: a short answer refuses the items it left out, a
   const s = await Promise.allSettled([broken.add(1), broken.add(2)]);
   assert.ok(s.every((x) => x.status === 'rejected'));
 });
+
+test('alone: an item with nothing pending runs at once (before add returns); otherwise batching is unchanged', async () => {
+  const runs: number[][] = [];
+  let alone = true;
+  const b = new TurnBatch<number, number>((items) => {
+    runs.push([...items]);
+    return items.map((i) => ok(i * 10));
+  }, (e) => e, () => alone);
+  const p1 = b.add(1);
+  assert.deepEqual(runs, [[1]], 'a lone item waited for the end of the turn');
+  assert.equal(await p1, 10);
+  alone = false;
+  const more = Promise.all([b.add(2), b.add(3)]);
+  assert.deepEqual(runs, [[1]]);
+  assert.deepEqual(await more, [20, 30]);
+  assert.deepEqual(runs, [[1], [2, 3]]);
+  // Pending items are never overtaken: with a batch scheduled, a later item joins it even when alone.
+  const p4 = b.add(4);
+  alone = true;
+  const p5 = b.add(5);
+  assert.deepEqual(await Promise.all([p4, p5]), [40, 50]);
+  assert.deepEqual(runs, [[1], [2, 3], [4, 5]]);
+});
