@@ -31,6 +31,18 @@ function refundsSeen(t: Ctx): string[] {
   return refunds;
 }
 
+/** The next call of the ledger's `name` fails with ledger_unavailable; later ones run. */
+function failOnce(t: Ctx, name: 'complete' | 'getReceipt'): void {
+  let fail = true;
+  spy(t, Ledger.prototype, name, (orig) => async function (this: Ledger, ...args: unknown[]) {
+    if (fail) {
+      fail = false;
+      throw new GateError('ledger_unavailable', 'down');
+    }
+    return (orig as (...a: unknown[]) => unknown).apply(this, args);
+  } as never);
+}
+
 async function call(agent: PortcullisClient, key: string): Promise<{ status: number; body: Record<string, unknown> }> {
   try {
     return { status: 200, body: await agent.execute('echo', { message: 'hi' }, { idempotencyKey: key }) as Record<string, unknown> };
@@ -78,14 +90,7 @@ function ambiguousCommit(t: Ctx, applied: boolean): { armed: () => boolean } {
 test('a one-phase commit that fails cleanly: 503 ledger_unavailable, one refund, one error event, the key released for the retry', async (t) => {
   const refunds = refundsSeen(t);
   const { g, agent } = await gate(t);
-  let fail = true;
-  spy(t, Ledger.prototype, 'complete', (orig) => async function (this: Ledger, input) {
-    if (fail) {
-      fail = false;
-      throw new GateError('ledger_unavailable', 'down');
-    }
-    return orig.call(this, input);
-  });
+  failOnce(t, 'complete');
   const before = refunds.length;
   const r1 = await call(agent, 'k-clean');
   assert.equal(r1.status, 503);
@@ -128,14 +133,7 @@ test('attack: a COMMIT of unknown outcome that cannot be looked up: 500 evidence
   const refunds = refundsSeen(t);
   const { agent } = await gate(t);
   ambiguousCommit(t, true);
-  let failLookup = true;
-  spy(t, Ledger.prototype, 'getReceipt', (orig) => async function (this: Ledger, id: string) {
-    if (failLookup) {
-      failLookup = false;
-      throw new GateError('ledger_unavailable', 'down');
-    }
-    return orig.call(this, id);
-  });
+  failOnce(t, 'getReceipt');
   const before = refunds.length;
   const r1 = await call(agent, 'k-unknown');
   assert.equal(r1.status, 500);

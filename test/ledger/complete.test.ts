@@ -6,20 +6,12 @@ import assert from 'node:assert/strict';
 import { GateError } from '../../src/errors.ts';
 import { jsonDigest, verifyReceipt, type AuditEvent } from '../../src/ledger/index.ts';
 import {
-  BACKENDS, count, failEventsOfTypeBoom, ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys, writerFailure,
+  BACKENDS, count, failEventsOfTypeBoom, ledgerOn, makeGrant, makeReceipt, spyBatches, spyInline, tempDir, testKeys, writerFailure, isCode,
 } from './helpers.ts';
 import { join } from 'node:path';
 import { CommitError, LedgerDatabase, openDatabase } from '../../src/ledger/index.ts';
 
 const EXEC = { type: 'execute', decision: 'allow' as const, detail: { duration_ms: 3 } };
-
-function isCode(code: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof GateError, String(err));
-    assert.equal(err.code, code);
-    return true;
-  };
-}
 
 for (const backend of BACKENDS) {
   describe(`one-phase evidence: Ledger.complete (${backend.name})`, { skip: backend.skip }, () => {

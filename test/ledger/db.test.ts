@@ -6,17 +6,8 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import { GateError } from '../../src/errors.ts';
 import { openDatabase, type Migration } from '../../src/ledger/index.ts';
-import { BACKENDS, currentPostgres, ledgerOn, makeGrant, makeReceipt, postgresBackend, sqliteBackend, tempDir, testKeys } from './helpers.ts';
-
-function isCode(code: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof GateError, String(err));
-    assert.equal(err.code, code);
-    return true;
-  };
-}
+import { BACKENDS, currentPostgres, ledgerOn, makeGrant, makeReceipt, postgresBackend, sqliteBackend, tempDir, testKeys, isCode } from './helpers.ts';
 
 for (const backend of BACKENDS) {
   describe(`database layer (${backend.name})`, { skip: backend.skip }, () => {

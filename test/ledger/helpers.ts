@@ -1,6 +1,8 @@
 // Shared fixtures for the ledger tests: both backends (SQLite file in a temp dir; a throwaway
 // PostgreSQL with a fresh database per test), a keystore, a ticking clock, grants and receipts.
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { GateError } from '../../src/errors.ts';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { startPostgres, serviceSkipReason, type PostgresServer } from '../helpers/services.ts';
@@ -249,4 +251,13 @@ export function spyInline(t: TestContext): { txs: TxSeen[]; syncs: () => number 
 export async function writerFailure(ledger: Ledger): Promise<string | undefined> {
   for (let n = 0; n < 200 && ledger.writerFailed === undefined; n++) await new Promise((r) => setTimeout(r, 10));
   return ledger.writerFailed;
+}
+
+/** assert.rejects matcher: a GateError with this code. */
+export function isCode(code: string) {
+  return (err: unknown) => {
+    assert.ok(err instanceof GateError, String(err));
+    assert.equal(err.code, code);
+    return true;
+  };
 }

@@ -4,19 +4,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import { GateError } from '../../src/errors.ts';
 import { jsonDigest, verifyReceipt, signGrant, type AuditEvent } from '../../src/ledger/index.ts';
 import {
-  BACKENDS, count, failEventsOfTypeBoom, grantClaims, ledgerOn, makeGrant, makeReceipt, testKeys,
+  BACKENDS, count, failEventsOfTypeBoom, grantClaims, ledgerOn, makeGrant, makeReceipt, testKeys, isCode,
 } from './helpers.ts';
-
-function isCode(code: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof GateError, String(err));
-    assert.equal(err.code, code);
-    return true;
-  };
-}
 
 async function lastEvent(ledger: { queryEvents(f: object): Promise<AuditEvent[]> }): Promise<AuditEvent> {
   const [e] = await ledger.queryEvents({ limit: 1 });
