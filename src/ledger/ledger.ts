@@ -142,9 +142,17 @@ function verifiedText(
   return text;
 }
 
+/**
+ * A failed COMMIT (CommitError: it may have been applied) carries `outcome: 'unknown'` in its
+ * extra, so a caller that must tell it from "nothing written" (the one-phase `complete`) can.
+ */
+function unknownOutcome(err: unknown): { extra?: { outcome: 'unknown' } } {
+  return err instanceof CommitError ? { extra: { outcome: 'unknown' } } : {};
+}
+
 function dbError(code: GateErrorCode, err: unknown): GateError {
   if (err instanceof GateError) return err;
-  return new GateError(code, 'ledger database failure', { cause: err });
+  return new GateError(code, 'ledger database failure', { cause: err, ...unknownOutcome(err) });
 }
 
 /**
@@ -656,12 +664,11 @@ export class Ledger {
       // The whole transaction rolled back (or its COMMIT outcome is unknown): every job in it fails.
       // Never retried here: a retry after an unknown COMMIT could record an event twice. Callers
       // that must tell the two apart (complete) find `outcome: 'unknown'` in the error's extra.
-      const extra = err instanceof CommitError ? { extra: { outcome: 'unknown' } } : {};
       for (const job of batch) {
         // finalize promises evidence_persistence_failed and nothing else (e.g. not clock_error).
         job.reject(job.failCode === 'evidence_persistence_failed'
-          ? new GateError(job.failCode, 'finalize failed', { cause: err, ...extra })
-          : err instanceof GateError ? err : new GateError(job.failCode, 'ledger database failure', { cause: err, ...extra }));
+          ? new GateError(job.failCode, 'finalize failed', { cause: err, ...unknownOutcome(err) })
+          : dbError(job.failCode, err));
       }
       return;
     }

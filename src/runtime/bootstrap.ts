@@ -51,6 +51,11 @@ export interface CoreParts {
   replay: ReplayStore;
   revocation: RevocationStore;
   state: GateServices['state'];
+  /**
+   * Whether the client request being handled is the only one in flight: a lone request skips what
+   * only pays off under concurrency (turn batches, thread hops). Derived from `state.requests`.
+   */
+  alone: () => boolean;
   /** Background work held until no client request is in flight (the sandbox's prewarms). */
   quiet: QuietQueue;
 }
@@ -70,12 +75,14 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
   const keystore = await openKeystore({ dir: config.keys.dir, clock });
   const closers: Array<() => Promise<void> | void> = [];
+  const startedAt = clock.now();
+  const state = { draining: false, inFlight: 0, requests: 0, startedAt };
+  const alone = (): boolean => state.requests <= 1;
   let replay: ReplayStore;
   let revocation: RevocationStore;
   let redis: Redis | undefined;
   let stateDb: SqliteDb | undefined;
   let stateWal: WalCheckpointer | undefined;
-  const startedAt = clock.now();
   const startupNotices: string[] = [];
   if (config.mode === 'production') {
     redis = createRedis(config.redis_url!);
@@ -95,16 +102,15 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
     stateWal = checkpointer;
     closers.push(() => checkpointer.close());
     // A lone request's jti mark commits at once: nothing else would join its batch.
-    replay = new SqliteReplayStore(stateDb, () => clock.now(), () => state.requests <= 1);
+    replay = new SqliteReplayStore(stateDb, () => clock.now(), alone);
     revocation = new SqliteRevocationStore(stateDb, () => clock.now());
   }
   const nonce = config.dpop.require_nonce ? new NonceIssuer(randomBytes(32), clock) : undefined;
-  const state = { draining: false, inFlight: 0, requests: 0, startedAt };
   const dpopOptions = {
     // A lone request checks its proof inline (a thread-pool round trip costs more than the ~120 µs
     // check); with others waiting, the check leaves the event loop to them. Client-socket requests
     // are counted; the admin socket's verifier follows the same count (a performance choice only).
-    offloadSignature: () => state.requests > 1,
+    offloadSignature: () => !alone(),
     publicBaseUrl: config.public_base_url,
     maxAgeSeconds: config.dpop.max_age_seconds,
     maxFutureSeconds: config.dpop.max_future_seconds,
@@ -119,7 +125,7 @@ export async function createRuntime(config: GateConfig, opts: RuntimeOptions = {
   const identity = createIdentityProvider(config.identity);
   const operators: OperatorRecord[] = config.operators.map((o) => ({ name: o.name, apiKeyHash: Buffer.from(o.api_key_sha256, 'hex'), jkt: o.dpop_jkt }));
   const quiet = new QuietQueue(() => state.requests > 0);
-  const core: CoreParts = { config, clock, keystore, redis, stateDb, stateWal, replay, revocation, state, quiet };
+  const core: CoreParts = { config, clock, keystore, redis, stateDb, stateWal, replay, revocation, state, alone, quiet };
   let ext: Extension;
   try {
     if (!opts.extend) throw new Error('createRuntime needs the pipeline extension');

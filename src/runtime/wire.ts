@@ -89,7 +89,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       closers.push(() => clearInterval(t));
     }
     // A lone request's ledger writes run on this thread (no thread hop to wait for); see docs/ledger.md.
-    const alone = config.ledger.inline_when_alone ? () => core.state.requests <= 1 : undefined;
+    const alone = config.ledger.inline_when_alone ? core.alone : undefined;
     const ledger = await openLedger({ database, keys: keystore, clock, ...(alone ? { inlineWhen: alone } : {}) });
     closers.push(() => ledger.close());
     ledger.startWalCheckpointer();
@@ -131,7 +131,7 @@ export async function buildExtension(core: CoreParts): Promise<Extension> {
       budgets = new RedisBudgetStore(core.redis!, { clock });
     } else {
       migrateSqliteBudgets(core.stateDb!);
-      budgets = new SqliteBudgetStore(core.stateDb!, { clock, alone: () => core.state.requests <= 1 });
+      budgets = new SqliteBudgetStore(core.stateDb!, { clock, alone: core.alone });
     }
     const idempotency = createIdempotencyStore(config.mode === 'production' ? { kind: 'redis', redis: core.redis! } : { kind: 'sqlite', db: core.stateDb! }, { clock });
 
