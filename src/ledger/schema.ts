@@ -96,7 +96,7 @@ async function appendOnlyTriggers(db: MigrationDb, dialect: Dialect): Promise<vo
   }
 }
 
-/** The query indexes: the audit filters (each with `seq`), unresolved intents, receipts by trace. */
+/** The query indexes: the audit filters (each with `seq`), unresolved intents, receipts by trace (dropped by 0003). */
 async function secondaryIndexes(db: MigrationDb): Promise<void> {
   for (const col of ['trace_id', 'action_id', 'principal', 'session_id', 'decision', 'ts'] as const) {
     await db.schema.createIndex(`audit_events_${col}_idx`).ifNotExists().on('audit_events').columns([col, 'seq']).execute();
@@ -245,7 +245,21 @@ export const ledgerLeanMigration: Migration = {
   },
 };
 
+/**
+ * `ledger/0003_no_receipt_trace_index`: drops `receipts_trace_id_idx`, which no query uses (receipts
+ * are read by `receipt_id` and, for a bundle, by `event_seq`; a trace's evidence is found through
+ * `audit_events_trace_id_idx`). One b-tree fewer per execute: 19.4 → 18.3 WAL frames per one-phase
+ * commit (docs/benchmarks.md, "Ninth session"). Earlier migrations still create it, so a ledger
+ * at any version ends in the same schema.
+ */
+export const ledgerNoReceiptTraceIndexMigration: Migration = {
+  async up(db) {
+    await db.schema.dropIndex('receipts_trace_id_idx').ifExists().execute();
+  },
+};
+
 export const LEDGER_MIGRATIONS: Readonly<Record<string, Migration>> = {
   'ledger/0001_init': ledgerInitMigration,
   'ledger/0002_lean': ledgerLeanMigration,
+  'ledger/0003_no_receipt_trace_index': ledgerNoReceiptTraceIndexMigration,
 };
