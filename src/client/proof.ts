@@ -18,9 +18,10 @@ export interface ProofParams {
   jti?: string;
 }
 
-// One-entry memos: a client signs every proof with the same key and, until it renews its lease,
-// for the same token, so the header's encoding and the token's hash are computed once. Both are
-// keyed by value (not by object), so a changed key or token can never reuse a stale entry.
+// One-entry memos, shared by every caller in the process: a client signs every proof with the same
+// key and, until it renews its lease, for the same token, so the header's encoding and the token's
+// hash are computed once (callers that alternate keys or tokens only recompute). Both are keyed by
+// value (not by object), so a changed key or token can never reuse a stale entry.
 let headerMemo: { key: string; encoded: string } | undefined;
 let athMemo: { token: string; ath: string } | undefined;
 const utf8 = new TextEncoder();

@@ -261,3 +261,29 @@ export function isCode(code: string) {
     return true;
   };
 }
+
+/** Every row of a table, in `order` (migration tests compare evidence before and after). */
+export async function tableRows(db: LedgerDatabase, table: string, order: string): Promise<unknown[]> {
+  return (await sql.raw(`select * from ${table} order by ${order}`).execute(db.db)).rows;
+}
+
+/** The evidence tables' rows, each in its key order: what a migration must leave exactly as it was. */
+export async function evidenceRows(db: LedgerDatabase): Promise<{ events: unknown[]; intents: unknown[]; receipts: unknown[] }> {
+  return {
+    events: await tableRows(db, 'audit_events', 'seq'),
+    intents: await tableRows(db, 'execution_intents', 'intent_id'),
+    receipts: await tableRows(db, 'receipts', 'receipt_id'),
+  };
+}
+
+/** Names of the explicitly created indexes (not those constraints create), sorted. */
+export async function indexNames(db: LedgerDatabase): Promise<string[]> {
+  if (db.dialect === 'postgres') {
+    const r = await sql<{ indexname: string }>`select i.indexname from pg_indexes i
+      where i.schemaname = current_schema() and i.tablename in ('audit_events', 'execution_intents', 'receipts')
+      and not exists (select 1 from pg_constraint c where c.conname = i.indexname) order by i.indexname`.execute(db.db);
+    return r.rows.map((x) => x.indexname);
+  }
+  const r = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and sql is not null order by name`.execute(db.db);
+  return r.rows.map((x) => x.name);
+}

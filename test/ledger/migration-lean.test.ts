@@ -6,11 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { Ledger, LEDGER_MIGRATIONS, type LedgerDatabase } from '../../src/ledger/index.ts';
-import { makeGrant, makeReceipt, postgresBackend, sqliteBackend, testKeys, tickingClock, type Backend } from './helpers.ts';
-
-async function rows(db: LedgerDatabase, table: string, order: string): Promise<unknown[]> {
-  return (await sql.raw(`select * from ${table} order by ${order}`).execute(db.db)).rows;
-}
+import { evidenceRows, indexNames, makeGrant, makeReceipt, postgresBackend, sqliteBackend, tableRows, testKeys, tickingClock, type Backend } from './helpers.ts';
 
 /** Unique constraints/indexes per table, as column lists (SQLite: index_list; PostgreSQL: pg_constraint). */
 async function uniques(db: LedgerDatabase, table: string): Promise<string[]> {
@@ -54,11 +50,7 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
         await old.finalize({ intentId: intents[i]!.intent_id, receipt: makeReceipt(keys, g), auditEvent: { type: 'execute', decision: 'allow' } });
       }
       await old.append({ type: 'admin', decision: 'admin', operator: 'op' });
-      const before = {
-        events: await rows(db, 'audit_events', 'seq'),
-        intents: await rows(db, 'execution_intents', 'intent_id'),
-        receipts: await rows(db, 'receipts', 'receipt_id'),
-      };
+      const before = await evidenceRows(db);
       assert.equal(before.events.length, 6);
       assert.equal((await old.verify()).intact, true);
 
@@ -67,9 +59,7 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
       assert.deepEqual(await db.migrate(), []);
 
       // The evidence, row for row.
-      assert.deepEqual(await rows(db, 'audit_events', 'seq'), before.events);
-      assert.deepEqual(await rows(db, 'execution_intents', 'intent_id'), before.intents);
-      assert.deepEqual(await rows(db, 'receipts', 'receipt_id'), before.receipts);
+      assert.deepEqual(await evidenceRows(db), before);
       const ledger = new Ledger({ database: db, keys, clock: tickingClock('2026-11-22T14:00:00.000Z') });
       const verified = await ledger.verify();
       assert.equal(verified.intact, true, JSON.stringify(verified));
@@ -83,8 +73,7 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
       assert.deepEqual(await uniques(db, 'receipts'), ['event_seq', 'intent_id', 'receipt_id']);
       if (db.dialect === 'sqlite') {
         assert.equal((await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(db.db)).rows[0]!.foreign_keys, 1, 'foreign keys back on');
-        const indexes = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and sql is not null order by name`.execute(db.db);
-        assert.deepEqual(indexes.rows.map((r) => r.name), [
+        assert.deepEqual(await indexNames(db), [
           'audit_events_action_id_idx', 'audit_events_decision_idx', 'audit_events_principal_idx', 'audit_events_session_id_idx',
           'audit_events_trace_id_idx', 'audit_events_ts_idx', 'execution_intents_unresolved_idx', 'receipts_trace_id_idx',
         ]);
@@ -142,7 +131,7 @@ describe('ledger/0002_lean on SQLite: refusals', () => {
     const g = makeGrant(keys);
     const { intent_id } = await ledger.recordIntent({ grant: g });
     await ledger.finalize({ intentId: intent_id, receipt: makeReceipt(keys, g), auditEvent: { type: 'execute', decision: 'allow' } });
-    const receipt = (await rows(db, 'receipts', 'receipt_id'))[0] as Record<string, unknown>;
+    const receipt = (await tableRows(db, 'receipts', 'receipt_id'))[0] as Record<string, unknown>;
     const migrating = db.migrate();
     const racing = db.db.insertInto('receipts').values({ ...receipt, receipt_id: 'rcpt_racing', intent_id: 'int_missing', event_seq: 42 } as never).execute();
     assert.deepEqual(await migrating, []);

@@ -3,29 +3,10 @@
 // receipts are still found by id, and a fresh ledger (all migrations) has no such index either.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sql } from 'kysely';
-import { Ledger, LEDGER_MIGRATIONS, type LedgerDatabase } from '../../src/ledger/index.ts';
-import { makeGrant, makeReceipt, postgresBackend, sqliteBackend, testKeys, tickingClock, type Backend } from './helpers.ts';
+import { Ledger, LEDGER_MIGRATIONS } from '../../src/ledger/index.ts';
+import { evidenceRows, indexNames, makeGrant, makeReceipt, postgresBackend, sqliteBackend, testKeys, tickingClock, type Backend } from './helpers.ts';
 
 const NAME = 'ledger/0003_no_receipt_trace_index';
-
-/** The ledger tables' secondary indexes by name (not the ones constraints create). */
-async function indexes(db: LedgerDatabase): Promise<string[]> {
-  if (db.dialect === 'postgres') {
-    const r = await sql<{ indexname: string }>`select i.indexname from pg_indexes i
-      where i.schemaname = current_schema() and i.tablename in ('audit_events', 'execution_intents', 'receipts')
-      and not exists (select 1 from pg_constraint c where c.conname = i.indexname) order by i.indexname`.execute(db.db);
-    return r.rows.map((x) => x.indexname);
-  }
-  const r = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and sql is not null order by name`.execute(db.db);
-  return r.rows.map((x) => x.name);
-}
-
-const dump = async (db: LedgerDatabase) => ({
-  events: (await sql.raw('select * from audit_events order by seq').execute(db.db)).rows,
-  intents: (await sql.raw('select * from execution_intents order by intent_id').execute(db.db)).rows,
-  receipts: (await sql.raw('select * from receipts order by receipt_id').execute(db.db)).rows,
-});
 
 for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
   describe(`${NAME} (${backend.name})`, { skip: backend.skip }, () => {
@@ -46,16 +27,16 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
         receipts.push(r);
         await old.complete({ grant: g, receipt: r, auditEvent: { type: 'execute', decision: 'allow', trace_id: g.trace_id } });
       }
-      const beforeIdx = await indexes(db);
+      const beforeIdx = await indexNames(db);
       assert.ok(beforeIdx.includes('receipts_trace_id_idx'), `0001 creates it: ${beforeIdx.join(', ')}`);
-      const beforeRows = await dump(db);
+      const beforeRows = await evidenceRows(db);
 
       db.registerMigration(NAME, LEDGER_MIGRATIONS[NAME]!);
       assert.deepEqual(await db.migrate(), [NAME]);
       assert.deepEqual(await db.migrate(), []);
 
-      assert.deepEqual(await indexes(db), beforeIdx.filter((n) => n !== 'receipts_trace_id_idx'));
-      assert.deepEqual(await dump(db), beforeRows);
+      assert.deepEqual(await indexNames(db), beforeIdx.filter((n) => n !== 'receipts_trace_id_idx'));
+      assert.deepEqual(await evidenceRows(db), beforeRows);
       const ledger = new Ledger({ database: db, keys, clock: tickingClock('2026-11-22T14:00:00.000Z') });
       assert.equal((await ledger.verify()).intact, true);
       for (const r of receipts) assert.equal((await ledger.getReceipt(r.receipt_id))?.receipt_id, r.receipt_id);
@@ -72,7 +53,7 @@ for (const backend of [sqliteBackend, postgresBackend] as Backend[]) {
       const db = await fresh.open();
       for (const [n, m] of Object.entries(LEDGER_MIGRATIONS)) db.registerMigration(n, m);
       assert.deepEqual(await db.migrate(), Object.keys(LEDGER_MIGRATIONS));
-      const idx = await indexes(db);
+      const idx = await indexNames(db);
       assert.ok(!idx.includes('receipts_trace_id_idx'), idx.join(', '));
       assert.ok(idx.includes('audit_events_trace_id_idx'), idx.join(', '));
     });
